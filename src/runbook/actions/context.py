@@ -1,0 +1,92 @@
+"""What an action receives besides its params: connections, logger, dry-run flag, run identity.
+
+Connections are built lazily by factories that live in each backend module (so vendor SDKs are
+imported only there) and cached per run; tests pass ready-made clients through ``provided``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from runbook.config import Settings
+
+T = TypeVar("T")
+
+
+class ActionError(Exception):
+    """A step failed for a reason the operator should read (already redacted, one line)."""
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        self.backend = backend
+        super().__init__(f"{backend}: {message}" if backend else message)
+
+
+class BackendUnavailable(ActionError):
+    """The backend could not be reached at all (connection refused, DNS, timeout)."""
+
+
+class GuardrailRefused(ActionError):
+    """A destructive action refused to act because a safety bound would be crossed."""
+
+
+class NoteSink(Protocol):
+    def note(self, summary: str, details: dict[str, Any] | None = None) -> None: ...
+
+
+class Connections:
+    """Lazily built, cached backend clients for one run. ``close()`` releases them."""
+
+    def __init__(self, settings: Settings, provided: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self._provided = dict(provided or {})
+        self._built: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, factory: Callable[[Settings], T]) -> T:
+        if key in self._provided:
+            return self._provided[key]
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = factory(self.settings)
+            return self._built[key]
+
+    def close(self) -> None:
+        with self._lock:
+            built, self._built = self._built, {}
+        for client in built.values():
+            close = getattr(client, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing must never fail a run
+                    pass
+
+
+@dataclass
+class ActionContext:
+    """Passed as the first argument to every action."""
+
+    connections: Connections
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("runbook.actions"))
+    dry_run: bool = False
+    run_id: str = ""
+    playbook: str = ""
+    step_id: str = ""
+    deadline: float | None = None
+    timeline: NoteSink | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.connections.settings
+
+    def remaining(self, default: float = 30.0) -> float:
+        """Seconds left before the step's timeout (``default`` when it has none), at least 0.1."""
+        if self.deadline is None:
+            return default
+        return max(0.1, self.deadline - time.monotonic())

@@ -1,0 +1,1 @@
+"""The incident timeline: events of every run, stored, printed live and posted to Slack."""

@@ -1,0 +1,79 @@
+"""The write side of the timeline a run uses: store first, then fan out to live sinks.
+
+The store is the source of truth; sinks (console, Slack thread) are best effort, so a sink that
+fails never fails the run. A Slack sink that could not post keeps its own backlog and posts later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from runbook.timeline.events import Event, Kind
+from runbook.timeline.store import TimelineStore
+
+log = logging.getLogger("runbook.timeline")
+
+
+class Sink(Protocol):
+    def publish(self, event: Event) -> None: ...
+
+
+class ConsoleSink:
+    """Prints each event as one line as it happens."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def publish(self, event: Event) -> None:
+        import sys
+
+        print(event.line(), file=self.stream or sys.stdout, flush=True)
+
+
+class Recorder:
+    """Records the events of one run."""
+
+    def __init__(
+        self,
+        store: TimelineStore,
+        run_id: str,
+        *,
+        incident_id: str | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.incident_id = incident_id
+        self.sinks = list(sinks)
+
+    def emit(
+        self,
+        kind: Kind,
+        summary: str,
+        *,
+        step_id: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Event:
+        event = self.store.append(
+            Event(
+                run_id=self.run_id,
+                kind=kind,
+                summary=summary,
+                step_id=step_id,
+                actor=actor,
+                incident_id=self.incident_id,
+                details=details or {},
+            )
+        )
+        for sink in self.sinks:
+            try:
+                sink.publish(event)
+            except Exception as exc:  # noqa: BLE001 - a sink never fails the run
+                log.warning("timeline sink %s failed: %s", type(sink).__name__, exc)
+        return event
+
+    def note(self, summary: str, details: dict[str, Any] | None = None, *, step_id: str | None = None) -> None:
+        self.emit(Kind.NOTE, summary, step_id=step_id, details=details)

@@ -1,0 +1,92 @@
+"""Shared fixtures: real services or a clear failure saying how to start them.
+
+Tests talk to the real RabbitMQ, PostgreSQL and Prefect server on 127.0.0.1 (``make test`` starts
+them). A missing service fails the test with the command that starts it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from runbook.actions import ActionRegistry, default_registry
+from runbook.config import Settings
+from runbook.timeline.database import Database
+from runbook.timeline.store import TimelineStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+HOW_TO_START = {
+    "RabbitMQ": "start it with `rabbitmq-server -detached` (or `make services`)",
+    "RabbitMQ management API": "enable it with `rabbitmq-plugins enable rabbitmq_management` (or `make services`)",
+    "PostgreSQL": "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+    " (or `make services`)",
+    "Prefect server": "start it with `make prefect-server` (scripts/prefect_server.sh start)",
+}
+
+
+def require_port(name: str, host: str, port: int) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as exc:
+        pytest.fail(f"{name} is not reachable on {host}:{port} ({exc}); {HOW_TO_START[name]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_available() -> None:
+    require_port("RabbitMQ", "127.0.0.1", 5672)
+    require_port("RabbitMQ management API", "127.0.0.1", 15672)
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> None:
+    require_port("PostgreSQL", "127.0.0.1", 5432)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> str:
+    url = os.environ["PREFECT_API_URL"]
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    require_port("Prefect server", host, int(port or 80))
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings from the environment, with a private SQLite store per test."""
+    env = dict(os.environ)
+    env["RUNBOOK_DATABASE_URL"] = f"sqlite:///{tmp_path / 'runbook.db'}"
+    env.setdefault("DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def registry() -> ActionRegistry:
+    """A fresh registry per test (no shared mutable state between tests)."""
+    return default_registry()
+
+
+@pytest.fixture
+def store(settings: Settings) -> TimelineStore:
+    return TimelineStore(Database.from_url(settings.database_url))
+
+
+@pytest.fixture
+def pg_store(postgres_available: None) -> TimelineStore:
+    """A timeline store in a fresh PostgreSQL schema-less database namespace (unique table rows)."""
+    return TimelineStore(Database.from_url("postgresql://root@127.0.0.1:5432/test"))
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
