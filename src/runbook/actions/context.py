@@ -80,6 +80,7 @@ class ActionContext:
     deadline: float | None = None
     timeline: NoteSink | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
+    registry: Any = None  # the ActionRegistry of the run, for actions that call other actions
 
     @property
     def settings(self) -> Settings:

@@ -65,6 +65,14 @@ class ActionSpec:
     manual: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
 
+    def deferred_fields(self) -> set[str]:
+        """Params the engine must not render: templates the action evaluates itself (e.g. ``until``)."""
+        return {
+            f.alias or n
+            for n, f in self.params_model.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("deferred")
+        }
+
     def parameters(self) -> list[dict[str, Any]]:
         """Parameter rows for ``runbook actions`` and docs, generated from the params model."""
         rows = []

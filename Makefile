@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh Debian machine (as root) from a clean clone:
+#   make demo   set up, then run the incident drill end to end and print its timeline
+#   make test   set up, then run the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export RUNBOOK_HOME ?= $(HOME)/.runbook
+export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_LOGGING_LEVEL ?= WARNING
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup venv services prefect-server lint bench-small clean-state
+
+demo: setup
+	$(PY) -m runbook.demo
+
+test: setup
+	$(VENV)/bin/ruff check src tests benchmarks flows
+	$(VENV)/bin/runbook lint playbooks/
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+setup: venv services prefect-server
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "runbook needs Python 3.11+"'
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+services:
+	scripts/services.sh
+
+prefect-server: venv
+	scripts/prefect_server.sh start
+
+lint: venv
+	$(VENV)/bin/runbook lint playbooks/
+
+bench-small: setup
+	for b in benchmarks/*.py; do $(PY) $$b --small || exit 1; done

@@ -1,0 +1,240 @@
+"""The ``runbook`` command. Sub-commands and exit codes are a contract (DESIGN.md, CLI).
+
+Heavy imports (Prefect ~1.2 s) happen only in the sub-commands that need them, so ``lint`` and
+``plan`` stay fast in CI. A bad playbook or parameter is a message and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runbook.config import Settings
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_API_URL", Settings.prefect_api_url)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+
+def require_prefect_server() -> str | None:
+    """None when the Prefect API answers, else a message saying how to start it."""
+    import httpx
+
+    url = os.environ["PREFECT_API_URL"].rstrip("/")
+    try:
+        httpx.get(f"{url}/health", timeout=3).raise_for_status()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return (f"Prefect server not reachable at {url} ({type(exc).__name__}); start the embedded one with"
+                " `make prefect-server` or set PREFECT_API_URL")
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    from runbook.compiler.runtime import cached_registry
+
+    return cached_registry()
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from runbook.spec.lint import find_playbook
+
+    return find_playbook(args.playbook, Settings.from_env().playbooks, _registry())
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from runbook.spec.lint import lint_paths
+
+    problems = lint_paths(args.paths, _registry())
+    for p in problems:
+        print(p)
+    if not problems:
+        print(f"ok: {', '.join(args.paths)}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from runbook.compiler.params import coerce_params, parse_assignments
+    from runbook.compiler.plan import format_plan, plan
+
+    playbook = _load(args)
+    params = coerce_params(playbook, parse_assignments(args.param))
+    print(format_plan(playbook, params, plan(playbook, params, _registry())))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runbook.compiler.params import coerce_params, parse_assignments
+
+    playbook = _load(args)
+    params = coerce_params(playbook, parse_assignments(args.param))
+    _quiet_prefect()
+    problem = require_prefect_server()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    from runbook.compiler.flow import build_flow
+    from runbook.compiler.runtime import build_runtime
+
+    flow = build_flow(playbook)
+    state = flow(**params, requested_by=args.as_user or getpass.getuser(), trigger="cli", dry_run=args.dry_run,
+                 return_state=True)
+    run_id = str(state.state_details.flow_run_id)
+    run = build_runtime().store.get_run(run_id)
+    status = run["status"] if run else "failed"
+    print(f"\nrun {run_id}: {status}" + (f" — {run['reason']}" if run and run.get("reason") else ""))
+    print(f"timeline: runbook timeline {run_id}")
+    from runbook.compiler.engine import EXIT_CODES
+
+    return EXIT_CODES.get(status, 1)
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    registry = _registry()
+    if args.json:
+        rows = [{"name": s.name, "summary": s.summary, "destructive": s.destructive, "manual": s.manual,
+                 "parameters": s.parameters()} for s in registry]
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for s in registry:
+        flag = "DESTRUCTIVE" if s.destructive else ("manual" if s.manual else "read-only")
+        print(f"{s.name}  ({flag})\n    {s.summary}")
+        for p in s.parameters():
+            req = "required" if p["required"] else f"default {json.dumps(p['default'], default=str)}"
+            print(f"    - {p['name']}: {p['type']} ({req}) {p['description']}")
+        print()
+    return 0
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from runbook.compiler.runtime import build_runtime
+
+    store = build_runtime().store
+    run = store.get_run(args.run_id)
+    if run is None:
+        print(f"error: no run {args.run_id!r} in {store.db.url.split('://')[0]} store", file=sys.stderr)
+        return 1
+    events = store.events(run["run_id"])
+    if args.json:
+        print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
+        return 0
+    print(f"run {run['run_id']}  {run['playbook']}  {run['status']}  (started {run['started_at']})")
+    for e in events:
+        print(e.line())
+    return 0
+
+
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from runbook.compiler.runtime import build_runtime
+    from runbook.timeline.postmortem import render_postmortem
+
+    try:
+        text = render_postmortem(build_runtime().store, args.run_id)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"postmortem draft written to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _delegate(module: str, func: str, args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        target = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        print(f"error: this command is not available in this build ({exc})", file=sys.stderr)
+        return 1
+    return int(target(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runbook", description="Executable runbooks for queue incidents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("lint", help="validate playbooks (files or folders)")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_lint)
+
+    for name, func, text in (("plan", cmd_plan, "print the steps that would run"),
+                             ("run", cmd_run, "run a playbook as a Prefect flow")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("playbook", help="playbook file or name")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="K=V")
+        if name == "run":
+            p.add_argument("--dry-run", action="store_true", help="run read-only steps; describe destructive ones")
+            p.add_argument("--as", dest="as_user", default=os.environ.get("RUNBOOK_USER"), help="requester")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("actions", help="list every action")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_actions)
+
+    p = sub.add_parser("serve", help="serve every playbook as a Prefect deployment")
+    p.add_argument("--limit", type=int, default=10, help="concurrent runs")
+    p.set_defaults(func=lambda a: _delegate("runbook.deploy", "serve_command", a))
+
+    p = sub.add_parser("gateway", help="start the HTTP gateway")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=lambda a: _delegate("runbook.gateway.server", "gateway_command", a))
+
+    p = sub.add_parser("approve", help="decide a waiting approval")
+    p.add_argument("run_id")
+    p.add_argument("step_id")
+    p.add_argument("--as", dest="as_user", required=True)
+    p.add_argument("--deny", action="store_true")
+    p.add_argument("--reason")
+    p.set_defaults(func=lambda a: _delegate("runbook.approvals.cli", "approve_command", a))
+
+    for name, func in (("timeline", cmd_timeline), ("postmortem", cmd_postmortem)):
+        p = sub.add_parser(name, help=f"print the {name} of a run")
+        p.add_argument("run_id")
+        if name == "timeline":
+            p.add_argument("--json", action="store_true")
+        else:
+            p.add_argument("-o", "--output")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("drill", help="inject a fault into local services and run a playbook against it")
+    p.add_argument("playbook")
+    p.add_argument("--fault", required=True)
+    p.add_argument("-p", "--param", action="append", default=[], metavar="K=V")
+    p.set_defaults(func=lambda a: _delegate("runbook.drills", "drill_command", a))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from runbook.compiler.params import ParamError
+    from runbook.spec.lint import PlaybookError
+    from runbook.timeline.database import StoreError
+
+    try:
+        return int(args.func(args) or 0)
+    except PlaybookError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 1
+    except (ParamError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

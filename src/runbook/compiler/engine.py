@@ -1,0 +1,486 @@
+"""The run loop: evaluate, render, gate, execute and record every step of a playbook.
+
+The engine knows nothing about Prefect: ``StepRunner`` is the seam. ``runbook.compiler.flow`` runs
+each step as a Prefect task through it; rehearsals and ``plan`` call steps directly. Every outcome
+is a timeline event; the run's status is derived from them:
+
+* ``completed`` — every step succeeded, was skipped, or failed with ``on_failure: continue``
+* ``failed``    — a step failed with ``on_failure: abort``
+* ``denied``    — a gated step was denied or expired with ``on_denied: abort``
+* ``aborted``   — the run was interrupted (cancelled, lost its worker)
+
+``finally`` steps run in every case.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from runbook.actions.context import ActionContext, ActionError, Connections
+from runbook.actions.registry import ActionRegistry, ActionSpec, describe
+from runbook.approvals.gate import Decision, Gate, GateRequest, RefusingGate, plan_hash
+from runbook.compiler.expressions import ExpressionError, Obj, evaluate_condition, render_value, wrap
+from runbook.compiler.ledger import Ledger
+from runbook.config import Settings
+from runbook.redact import redact, redact_data
+from runbook.spec.durations import format_duration
+from runbook.spec.models import Playbook, Step
+from runbook.timeline.events import Kind
+from runbook.timeline.recorder import Recorder, Sink
+from runbook.timeline.store import TimelineStore
+
+log = logging.getLogger("runbook.engine")
+EXIT_CODES = {"completed": 0, "failed": 1, "denied": 2, "aborted": 2, "crashed": 1}
+MAX_REASKS = 3
+
+
+class StepRunner(Protocol):
+    def __call__(self, step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+
+
+def direct_runner(step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return call()
+
+
+class StepFailed(Exception):
+    """A step's action failed; the message is one redacted line naming the step and cause."""
+
+
+class StepTimeout(StepFailed):
+    pass
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    params: dict[str, Any]
+    incident: dict[str, Any] | None = None
+    requested_by: str | None = None
+    trigger: str = "manual"
+    dry_run: bool = False
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    reason: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+
+class _Skipped(dict):  # type: ignore[type-arg]
+    """What ``steps.<id>`` holds for a skipped step: reading a field is a clear error."""
+
+    def __init__(self, step_id: str, why: str) -> None:
+        super().__init__(skipped=True, why=why)
+        self.step_id = step_id
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self:
+            return self[name]
+        raise ExpressionError(f"steps.{self.step_id} was skipped ({self['why']}); it has no '{name}'")
+
+
+def call_with_timeout(fn: Callable[[], Any], seconds: float | None, what: str) -> Any:
+    """Run ``fn`` and give up after ``seconds`` (the worker thread is abandoned, not killed)."""
+    if seconds is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"step:{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StepTimeout(f"{what}: timed out after {format_duration(seconds)}")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def error_line(exc: BaseException) -> str:
+    """One redacted line for the operator: typed action errors as they are, others with their type."""
+    if isinstance(exc, ActionError | StepFailed | ExpressionError):
+        text = str(exc)
+    elif isinstance(exc, ValidationError):
+        text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        text = f"bad parameters: {text}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(" ".join(text.split()))[:2000]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ActionRegistry,
+        store: TimelineStore,
+        *,
+        gate: Gate | None = None,
+        sinks: list[Sink] | None = None,
+        connections: Connections | None = None,
+        step_runner: StepRunner = direct_runner,
+        heartbeat_seconds: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.gate = gate or RefusingGate()
+        self.sinks = sinks or []
+        self.connections = connections or Connections(settings)
+        self.step_runner = step_runner
+        self.ledger = Ledger(store.db)
+        self.heartbeat_seconds = heartbeat_seconds
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, playbook: Playbook, opts: RunOptions) -> RunOutcome:
+        incident_id = str(opts.incident.get("id")) if opts.incident and opts.incident.get("id") else None
+        rec = Recorder(self.store, opts.run_id, incident_id=incident_id, sinks=self.sinks)
+        self.store.start_run(
+            opts.run_id,
+            playbook.name,
+            params={**opts.params, **({"incident": opts.incident} if opts.incident else {})},
+            incident_id=incident_id,
+            requested_by=opts.requested_by,
+            trigger=opts.trigger,
+            dry_run=opts.dry_run,
+        )
+        mode = " (dry run: destructive steps are only described)" if opts.dry_run else ""
+        rec.emit(
+            Kind.RUN_STARTED,
+            f"{playbook.title}{mode}",
+            actor=opts.requested_by,
+            details={
+                "playbook": playbook.name,
+                "trigger": opts.trigger,
+                "params": opts.params,
+                "incident": opts.incident,
+                "dry_run": opts.dry_run,
+            },
+        )
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(opts.run_id, stop), daemon=True)
+        beat.start()
+        state = _RunState(playbook, opts, rec)
+        status, reason = "completed", None
+        try:
+            for step in playbook.steps:
+                result = self._step(step, state, in_finally=False)
+                if result in ("failed", "denied"):
+                    status = result
+                    reason = state.last_error
+                    break
+        except BaseException as exc:  # interrupted (KeyboardInterrupt, cancellation)
+            status, reason = "aborted", error_line(exc) or type(exc).__name__
+            rec.emit(Kind.NOTE, f"run interrupted: {reason}")
+            self._finally(playbook, state)
+            self._finish(rec, state, status, reason)
+            stop.set()
+            raise
+        self._finally(playbook, state)
+        stop.set()
+        return self._finish(rec, state, status, reason)
+
+    def _finally(self, playbook: Playbook, state: _RunState) -> None:
+        for step in playbook.finally_:
+            self._step(step, state, in_finally=True)
+
+    def _finish(self, rec: Recorder, state: _RunState, status: str, reason: str | None) -> RunOutcome:
+        counts: dict[str, int] = {}
+        for s in state.statuses.values():
+            counts[s] = counts.get(s, 0) + 1
+        tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        rec.emit(
+            Kind.RUN_FINISHED,
+            f"run {status}" + (f": {reason}" if reason else "") + (f" ({tally})" if tally else ""),
+            details={"status": status, "reason": reason, "steps": state.statuses},
+        )
+        self.store.finish_run(state.opts.run_id, status, reason)
+        self.connections.close()
+        return RunOutcome(state.opts.run_id, status, reason, state.outputs)
+
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_seconds):
+            try:
+                self.store.heartbeat(run_id)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- one step ----------------------------------------------------------------------------------
+    def _step(self, step: Step, state: _RunState, *, in_finally: bool) -> str:
+        """Run one step; returns its status (succeeded/failed/skipped/dry_run/denied/continued)."""
+        rec = state.rec
+        spec = self.registry[step.action]
+        context = state.context()
+        try:
+            if step.when is not None and not evaluate_condition(step.when, context):
+                state.skip(step.id, f"condition false: {step.when.strip()}")
+                rec.emit(Kind.STEP_SKIPPED, f"{step.label}: condition is false", step_id=step.id,
+                         details={"when": step.when})
+                return "skipped"
+            params = self._render(step, spec, context)
+        except (ExpressionError, ValidationError) as exc:
+            return self._failed(step, state, error_line(exc), in_finally)
+
+        if spec.destructive or spec.manual:
+            if state.opts.dry_run:
+                return self._dry_run(step, spec, params, state)
+            if step.gated:
+                decision, params = self._gate(step, spec, params, state)
+                if decision is None:
+                    return self._failed(step, state, state.last_error or "approval failed", in_finally)
+                if not decision.approved:
+                    state.skip(step.id, f"{decision.outcome} by {', '.join(decision.approvers) or 'nobody'}")
+                    if step.approval and step.approval.on_denied == "skip":
+                        rec.emit(Kind.STEP_SKIPPED, f"{step.label}: not approved ({decision.outcome}); skipped",
+                                 step_id=step.id)
+                        state.statuses[step.id] = "skipped"
+                        return "skipped"
+                    state.last_error = f"{step.label}: {decision.outcome}" + (
+                        f" ({decision.reason})" if decision.reason else "")
+                    state.statuses[step.id] = "denied"
+                    return "denied" if not in_finally else "skipped"
+            elif step.approval and step.approval.policy == "none":
+                rec.emit(Kind.NOTE, f"{step.label}: runs without approval — {step.approval.justification}",
+                         step_id=step.id)
+        return self._execute(step, spec, params, state, in_finally)
+
+    def _render(self, step: Step, spec: ActionSpec, context: dict[str, Any]) -> dict[str, Any]:
+        deferred = spec.deferred_fields()
+        rendered = {k: (v if k in deferred else render_value(v, context)) for k, v in step.with_.items()}
+        model = spec.params_model.model_validate(rendered)
+        return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def _context_for(self, step: Step, state: _RunState, spec: ActionSpec) -> ActionContext:
+        return ActionContext(
+            connections=self.connections,
+            log=logging.getLogger(f"runbook.actions.{spec.backend}"),
+            dry_run=state.opts.dry_run,
+            run_id=state.opts.run_id,
+            playbook=state.playbook.name,
+            step_id=step.id,
+            deadline=(time.monotonic() + step.timeout) if step.timeout else None,
+            timeline=state.rec,
+            run_info={"context": state.context()},
+            registry=self.registry,
+        )
+
+    def _dry_run(self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState) -> str:
+        try:
+            text = describe(spec, self._context_for(step, state, spec), params)
+        except Exception as exc:  # noqa: BLE001 - a describe failure is a finding too
+            text = f"could not describe: {error_line(exc)}"
+        gate = " (needs approval)" if step.gated else ""
+        state.rec.emit(Kind.STEP_DRY_RUN, f"{step.label}: would {text}{gate}", step_id=step.id,
+                       details={"action": spec.name, "params": params, "would": text})
+        state.outputs[step.id] = {"dry_run": True, "would": text, "summary": f"would {text}"}
+        state.statuses[step.id] = "dry_run"
+        return "dry_run"
+
+    def _gate(
+        self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState
+    ) -> tuple[Decision | None, dict[str, Any]]:
+        """Ask, then re-render and re-check before executing; a changed call voids the approval."""
+        assert step.approval is not None
+        for attempt in range(1, MAX_REASKS + 1):
+            ctx = self._context_for(step, state, spec)
+            try:
+                text = describe(spec, ctx, params)
+            except Exception as exc:  # noqa: BLE001
+                state.last_error = f"{step.label}: cannot describe the call: {error_line(exc)}"
+                return None, params
+            digest = plan_hash(spec.name, params)
+            request = GateRequest(
+                run_id=state.opts.run_id,
+                playbook=state.playbook.name,
+                step_id=step.id,
+                step_title=step.label,
+                kind="manual" if spec.manual else "approval",
+                action=spec.name,
+                params=redact_data(params),
+                description=text,
+                plan_hash=digest,
+                evidence=state.evidence(step),
+                approvers=step.approval.approvers,
+                min_approvals=step.approval.min_approvals,
+                two_person=step.approval.two_person,
+                requested_by=state.opts.requested_by,
+                timeout_seconds=step.approval.timeout,
+                incident_id=state.rec.incident_id,
+                attempt=attempt,
+            )
+            decision = self.gate.request(request, state.rec)
+            if not decision.approved:
+                return decision, params
+            # re-render and re-check what will actually run
+            try:
+                context = state.context()
+                fresh = self._render(step, spec, context)
+                holds = step.approval.precondition is None or evaluate_condition(step.approval.precondition, context)
+            except (ExpressionError, ValidationError) as exc:
+                state.last_error = f"{step.label}: re-check failed: {error_line(exc)}"
+                return None, params
+            if decision.plan_hash == digest and plan_hash(spec.name, fresh) == digest and holds:
+                return decision, fresh
+            why = "the call changed since it was approved" if holds else "the precondition no longer holds"
+            state.rec.emit(Kind.APPROVAL_VOIDED, f"{step.label}: approval void — {why}; asking again",
+                           step_id=step.id, details={"approved_hash": decision.plan_hash, "current_hash":
+                                                     plan_hash(spec.name, fresh)})
+            params = fresh
+            if not holds:
+                return Decision(outcome="denied", reason=why, plan_hash=digest, channel="engine"), params
+        state.last_error = f"{step.label}: approval voided {MAX_REASKS} times; giving up"
+        return None, params
+
+    def _execute(
+        self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState, in_finally: bool
+    ) -> str:
+        rec = state.rec
+        digest = plan_hash(spec.name, params)
+        if spec.destructive:
+            prior = self.ledger.claim(state.opts.run_id, step.id, digest)
+            if prior is not None:
+                if prior["status"] == "succeeded":
+                    rec.emit(Kind.NOTE, f"{step.label}: already executed for this approval; not running it again",
+                             step_id=step.id)
+                    state.outputs[step.id] = prior["output"] or {}
+                    state.statuses[step.id] = "succeeded"
+                    return "succeeded"
+                return self._failed(
+                    step, state,
+                    f"{step.label}: a previous attempt of this exact call ended '{prior['status']}'"
+                    " (worker lost mid-call?); not re-running it — check the target and re-run the playbook",
+                    in_finally,
+                )
+        attempts = step.retries + 1
+        last = ""
+        for attempt in range(1, attempts + 1):
+            suffix = f" (attempt {attempt}/{attempts})" if attempts > 1 else ""
+            rec.emit(Kind.STEP_STARTED, f"{step.label}{suffix}", step_id=step.id,
+                     details={"action": spec.name, "params": params, "attempt": attempt})
+            ctx = self._context_for(step, state, spec)
+            started = time.monotonic()
+
+            def call(ctx: ActionContext = ctx) -> dict[str, Any]:
+                result = call_with_timeout(lambda: spec.fn(ctx, spec.params_model.model_validate(params)),
+                                           step.timeout, f"{step.id} ({spec.name})")
+                return _as_output(result)
+
+            try:
+                output = self.step_runner(step, spec, call)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a timeline event
+                last = error_line(exc)
+                if attempt < attempts:
+                    rec.emit(Kind.STEP_FAILED, f"{step.label}: {last}; retrying in {format_duration(step.retry_delay)}",
+                             step_id=step.id, details={"action": spec.name, "error": last, "attempt": attempt,
+                                                       "will_retry": True})
+                    time.sleep(step.retry_delay)
+                    continue
+                if spec.destructive:
+                    self.ledger.finish(state.opts.run_id, step.id, digest, "failed")
+                return self._failed(step, state, last, in_finally, spec=spec, seconds=time.monotonic() - started)
+            output = redact_data(output)
+            if spec.destructive:
+                self.ledger.finish(state.opts.run_id, step.id, digest, "succeeded", output)
+            state.outputs[step.id] = output
+            state.statuses[step.id] = "succeeded"
+            rec.emit(Kind.STEP_SUCCEEDED, f"{step.label}: {output.get('summary') or 'done'}", step_id=step.id,
+                     details={"action": spec.name, "destructive": spec.destructive,
+                              "seconds": round(time.monotonic() - started, 3), "output": _brief(output)})
+            return "succeeded"
+        return self._failed(step, state, last, in_finally)
+
+    def _failed(self, step: Step, state: _RunState, message: str, in_finally: bool, *,
+                spec: ActionSpec | None = None, seconds: float | None = None) -> str:
+        cont = step.on_failure == "continue" or in_finally
+        state.rec.emit(
+            Kind.STEP_FAILED,
+            f"{step.label}: {message}" + ("" if not cont or in_finally else " (continuing)"),
+            step_id=step.id,
+            details={"action": step.action, "error": message, "on_failure": step.on_failure,
+                     **({"seconds": round(seconds, 3)} if seconds is not None else {})},
+        )
+        state.statuses[step.id] = "failed"
+        state.outputs[step.id] = {"failed": True, "error": message, "summary": message}
+        state.last_error = message
+        return "continued" if cont else "failed"
+
+
+def _as_output(result: Any) -> dict[str, Any]:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    if isinstance(result, dict):
+        return result
+    raise ActionError(f"action returned {type(result).__name__}, not its result model")
+
+
+def _brief(output: dict[str, Any], limit: int = 4000) -> dict[str, Any]:
+    """Output kept in the event details, without huge lists (the full output stays in the run)."""
+    import json
+
+    text = json.dumps(output, default=str)
+    if len(text) <= limit:
+        return output
+    return {k: v for k, v in output.items() if not isinstance(v, list | dict) or len(json.dumps(v, default=str)) < 500}
+
+
+class _RunState:
+    """Mutable state of one run: outputs, statuses, the expression context."""
+
+    def __init__(self, playbook: Playbook, opts: RunOptions, rec: Recorder) -> None:
+        self.playbook = playbook
+        self.opts = opts
+        self.rec = rec
+        self.outputs: dict[str, Any] = {}
+        self.statuses: dict[str, str] = {}
+        self.last_error: str | None = None
+        self.started_at = datetime.now(UTC).isoformat()
+
+    def skip(self, step_id: str, why: str) -> None:
+        self.outputs[step_id] = _Skipped(step_id, why)
+        self.statuses.setdefault(step_id, "skipped")
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "params": wrap(self.opts.params),
+            "steps": _Steps({k: v if isinstance(v, _Skipped) else wrap(v) for k, v in self.outputs.items()}),
+            "incident": wrap(self.opts.incident or {}),
+            "run": {
+                "id": self.opts.run_id,
+                "playbook": self.playbook.name,
+                "dry_run": self.opts.dry_run,
+                "trigger": self.opts.trigger,
+                "requested_by": self.opts.requested_by,
+                "started_at": self.started_at,
+                "statuses": dict(self.statuses),
+            },
+        }
+
+    def evidence(self, step: Step) -> dict[str, Any]:
+        ids = step.evidence or [s for s in self.outputs if not isinstance(self.outputs[s], _Skipped)][-5:]
+        return {i: self.outputs[i].get("summary", "") for i in ids if i in self.outputs}
+
+
+class _Steps(Obj):
+    """``steps`` in expressions: attribute access to outputs (``steps.snapshot.consumers``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ExpressionError(f"steps.{name} has no output (not run yet, or not a step)")

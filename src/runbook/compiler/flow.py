@@ -1,0 +1,111 @@
+"""Playbook → Prefect flow.
+
+The flow has the playbook's name and a real signature built from its ``params`` (so the Prefect UI
+shows a form and validates input), plus ``incident``, ``requested_by``, ``trigger`` and ``dry_run``.
+Each executed step is a Prefect task run named by its step id and tagged with its action. Step
+outputs are redacted and never persisted as Prefect results (``persist_result=False``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from runbook.actions.registry import ActionSpec
+from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
+from runbook.compiler.params import coerce_params
+from runbook.spec.models import Playbook, Step
+
+SYSTEM_PARAMS = ("incident", "requested_by", "trigger", "dry_run")
+
+
+def prefect_step_runner(playbook: Playbook):  # type: ignore[no-untyped-def]
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    def runner(step: Step, spec: ActionSpec, call):  # type: ignore[no-untyped-def]
+        def run_step() -> dict[str, Any]:
+            return call()
+
+        t = task(
+            run_step,
+            name=step.id,
+            task_run_name=step.id,
+            tags=[spec.name, f"playbook:{playbook.name}", *(["destructive"] if spec.destructive else [])],
+            persist_result=False,
+            cache_policy=NO_CACHE,
+            retries=0,
+            log_prints=False,
+        )
+        return t()
+
+    return runner
+
+
+def _signature(playbook: Playbook) -> inspect.Signature:
+    params = []
+    for name, spec in playbook.params.items():
+        annotation: Any = spec.python_type()
+        default = spec.default if spec.default is not None or not spec.required else inspect.Parameter.empty
+        if default is None:
+            annotation = annotation | None
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    params += [
+        inspect.Parameter("incident", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=dict[str, Any] | None),
+        inspect.Parameter("requested_by", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None),
+        inspect.Parameter("trigger", inspect.Parameter.KEYWORD_ONLY, default="manual", annotation=str),
+        inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool),
+    ]
+    return inspect.Signature(params, return_annotation=dict[str, Any])
+
+
+def run_playbook_here(playbook: Playbook, run_id: str, kwargs: dict[str, Any], *, prefect: bool) -> RunOutcome:
+    """Execute ``playbook`` in this process with runtime wiring from the environment."""
+    from runbook.compiler.runtime import build_runtime
+
+    rt = build_runtime()
+    system = {k: kwargs.pop(k) for k in SYSTEM_PARAMS if k in kwargs}
+    engine = Engine(
+        rt.settings,
+        rt.registry,
+        rt.store,
+        gate=rt.gate(),
+        sinks=rt.sinks(run_id, playbook),
+        step_runner=prefect_step_runner(playbook) if prefect else direct_runner,
+    )
+    opts = RunOptions(
+        run_id=run_id,
+        params=coerce_params(playbook, kwargs),
+        incident=system.get("incident"),
+        requested_by=system.get("requested_by"),
+        trigger=system.get("trigger") or "manual",
+        dry_run=bool(system.get("dry_run")),
+    )
+    return engine.run(playbook, opts)
+
+
+def build_flow(playbook: Playbook):  # type: ignore[no-untyped-def]
+    """A Prefect ``Flow`` that runs ``playbook``; its final state mirrors the run's status."""
+    from prefect import flow
+    from prefect.runtime import flow_run
+    from prefect.states import Completed, Failed
+
+    def run(**kwargs: Any) -> Any:
+        outcome = run_playbook_here(playbook, str(flow_run.id), dict(kwargs), prefect=True)
+        summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
+        if outcome.status == "completed":
+            return Completed(message="completed", data=summary)
+        return Failed(message=f"{outcome.status}: {outcome.reason or ''}".strip(), data=summary)
+
+    run.__signature__ = _signature(playbook)  # type: ignore[attr-defined]
+    run.__name__ = playbook.name.replace("-", "_")
+    run.__qualname__ = run.__name__
+    run.__doc__ = f"{playbook.title}\n\n{playbook.description}"
+    return flow(
+        run,
+        name=playbook.name,
+        description=playbook.title,
+        persist_result=False,
+        log_prints=False,
+        validate_parameters=True,
+    )

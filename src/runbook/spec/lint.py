@@ -1,0 +1,332 @@
+"""Lint: every problem of a playbook at once, each as ``FILE:LINE:COL: message``.
+
+Three passes over the same loaded source: YAML syntax (``yamlsource``), structure (the pydantic model)
+and meaning (actions and their parameters, expressions and what they reference, approval rules). The
+meaning pass works on the raw data, so a structural error elsewhere never hides it. Nothing here
+raises for a bad playbook: problems are values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from runbook.actions.registry import ActionRegistry, ActionSpec
+from runbook.compiler.expressions import TemplateSyntaxError, is_expression, parse_template, references
+from runbook.spec.models import Playbook
+from runbook.spec.yamlsource import Path_, Problem, Source, load_source
+
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+
+
+class PlaybookError(Exception):
+    """A playbook that does not lint clean; ``problems`` has every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _clean_msg(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _model_problems(src: Source, exc: ValidationError, base: Path_ = (), model: Any = None) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = (*base, *err["loc"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _fields_at(model or Playbook, err["loc"][:-1]) if not base else _fields_at(model, ())
+            key = str(loc[-1])
+            problems.append(src.problem(loc, f"unknown key '{key}'{_suggest(key, allowed)}", key=True))
+        elif kind == "missing":
+            where = _dotted(loc[:-1]) or "playbook"
+            problems.append(src.problem(loc[:-1], f"{where}: missing required field '{loc[-1]}'"))
+        else:
+            problems.append(src.problem(loc, f"{_dotted(loc)}: {_clean_msg(err['msg'])}"))
+    return problems
+
+
+def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Names a model accepts at ``loc`` (for 'did you mean')."""
+    import typing
+
+    current = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part) or next(
+            (f for f in getattr(current, "model_fields", {}).values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        ann = field.annotation
+        candidates = [ann, *typing.get_args(ann)]
+        nested = [a for c in candidates for a in (c, *typing.get_args(c)) if hasattr(a, "model_fields")]
+        current = nested[0] if nested else None
+    if current is None:
+        return []
+    return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def lint_source(src: Source, registry: ActionRegistry) -> tuple[Playbook | None, list[Problem]]:
+    problems = list(src.problems)
+    data = src.data
+    if data is None:
+        return None, problems
+    if not isinstance(data, dict):
+        return None, [*problems, src.problem((), "a playbook is a mapping (name:, title:, steps: ...)")]
+    playbook: Playbook | None = None
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_model_problems(src, exc))
+    problems.extend(_semantic_problems(src, data, registry))
+    problems.sort(key=lambda p: (p.line, p.col))
+    unique: list[Problem] = []
+    for p in problems:
+        if not unique or (p.line, p.col, p.message) != (unique[-1].line, unique[-1].col, unique[-1].message):
+            unique.append(p)
+    return (playbook if not unique else None), unique
+
+
+def _semantic_problems(src: Source, data: dict[str, Any], registry: ActionRegistry) -> list[Problem]:
+    problems: list[Problem] = []
+    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    seen: set[str] = set()
+    main_ids: list[str] = []
+    for section in ("steps", "finally"):
+        steps = data.get(section)
+        if not isinstance(steps, list):
+            continue
+        for index, step in enumerate(steps):
+            if not isinstance(step, dict):
+                continue
+            path: Path_ = (section, index)
+            sid = step.get("id")
+            if isinstance(sid, str):
+                if sid in seen:
+                    problems.append(src.problem((*path, "id"), f"duplicate step id '{sid}'"))
+            earlier = set(seen) if section == "steps" else set(main_ids) | set(seen)
+            problems.extend(_step_problems(src, path, step, earlier, params, registry))
+            if isinstance(sid, str):
+                seen.add(sid)
+                if section == "steps":
+                    main_ids.append(sid)
+    return problems
+
+
+def _step_problems(
+    src: Source,
+    path: Path_,
+    step: dict[str, Any],
+    earlier: set[str],
+    params: dict[str, Any],
+    registry: ActionRegistry,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    name = step.get("action")
+    spec = registry.get(name) if isinstance(name, str) else None
+    if isinstance(name, str) and spec is None:
+        problems.append(
+            src.problem((*path, "action"), f"unknown action '{name}'{_suggest(name, registry.names())}")
+        )
+    with_ = step.get("with", {})
+    if spec is not None and isinstance(with_, dict):
+        problems.extend(_param_problems(src, (*path, "with"), with_, spec))
+    if spec is not None and (spec.destructive or spec.manual):
+        approval = step.get("approval")
+        if not isinstance(approval, dict):
+            what = "destructive" if spec.destructive else "a manual step"
+            problems.append(
+                src.problem(
+                    (*path, "action"),
+                    f"action '{name}' is {what}: add approval: {{approvers: [role, ...]}}"
+                    " (or approval: {policy: none, justification: ...})",
+                )
+            )
+        elif spec.manual and approval.get("policy") == "none":
+            problems.append(src.problem((*path, "approval"), "a manual step needs someone to click Done"))
+    # expressions
+    deferred = spec.deferred_fields() if spec is not None else set()
+    for sub, value in _strings(with_, (*path, "with")):
+        allow = {"result"} if len(sub) > len(path) + 1 and sub[len(path) + 1] in deferred else set()
+        problems.extend(_expr_problems(src, sub, value, earlier, params, condition=False, allow=allow))
+    when = step.get("when")
+    if isinstance(when, str):
+        problems.extend(_expr_problems(src, (*path, "when"), when, earlier, params, condition=True))
+    approval = step.get("approval")
+    if isinstance(approval, dict) and isinstance(approval.get("precondition"), str):
+        pre = (*path, "approval", "precondition")
+        problems.extend(_expr_problems(src, pre, approval["precondition"], earlier, params, condition=True))
+    for i, ev in enumerate(step.get("evidence") or []):
+        if isinstance(ev, str) and ev not in earlier:
+            problems.append(src.problem((*path, "evidence", i), f"evidence '{ev}' is not an earlier step"))
+    return problems
+
+
+def _param_problems(src: Source, path: Path_, with_: dict[str, Any], spec: ActionSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    fields = spec.params_model.model_fields
+    accepted = {f.alias or n: n for n, f in fields.items()}
+    for key in with_:
+        if key not in accepted:
+            problems.append(
+                src.problem(
+                    (*path, key),
+                    f"action '{spec.name}' has no parameter '{key}'{_suggest(key, accepted)}",
+                    key=True,
+                )
+            )
+    for alias, fname in accepted.items():
+        if fields[fname].is_required() and alias not in with_:
+            problems.append(src.problem(path, f"action '{spec.name}' needs parameter '{alias}'"))
+    literal = {k: v for k, v in with_.items() if k in accepted and not _has_expression(v)}
+    try:
+        spec.params_model.model_validate(literal)
+    except ValidationError as exc:
+        for err in exc.errors():
+            if err["type"] in ("missing", "extra_forbidden") or not err["loc"]:
+                continue
+            key = str(err["loc"][0])
+            if key not in literal:
+                continue
+            loc = (*path, *err["loc"])
+            problems.append(
+                src.problem(loc, f"parameter '{_dotted(err['loc'])}' of '{spec.name}': {_clean_msg(err['msg'])}")
+            )
+    return problems
+
+
+def _has_expression(value: Any) -> bool:
+    return any(is_expression(v) for _, v in _strings(value, ()))
+
+
+def _strings(value: Any, path: Path_) -> Iterable[tuple[Path_, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def _expr_problems(
+    src: Source,
+    path: Path_,
+    text: str,
+    earlier: set[str],
+    params: dict[str, Any],
+    *,
+    condition: bool,
+    allow: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[Problem]:
+    if not condition and not is_expression(text):
+        return []
+    try:
+        tree = parse_template(text, condition=condition)
+    except TemplateSyntaxError as exc:
+        return [src.problem(path, f"Jinja2 syntax error in {text.strip()!r}: {exc.message}")]
+    problems = []
+    refs, unknown = references(tree)
+    for ref in refs:
+        if ref.root == "steps" and ref.name is not None and ref.name not in earlier:
+            problems.append(src.problem(path, f"steps.{ref.name} is not an earlier step"))
+        elif ref.root == "params" and ref.name is not None and ref.name not in params:
+            problems.append(src.problem(path, f"unknown param '{ref.name}'{_suggest(ref.name, params)}"))
+    for ref in unknown:
+        if ref.root in allow:
+            continue
+        problems.append(
+            src.problem(path, f"unknown name '{ref.root}' (expressions see params, steps, incident, run)")
+        )
+    return problems
+
+
+# -- entry points ------------------------------------------------------------------------------
+def lint_text(text: str, file: str, registry: ActionRegistry) -> tuple[Playbook | None, list[Problem]]:
+    return lint_source(load_source(text, file), registry)
+
+
+def playbook_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in PLAYBOOK_SUFFIXES and f.is_file()))
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append(Problem(str(p), 1, 1, "no such file or directory"))
+    return files, problems
+
+
+def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Problem]:
+    files, problems = playbook_files(paths)
+    names: dict[str, Path] = {}
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(f), 1, 1, f"cannot read: {exc}"))
+            continue
+        playbook, found = lint_text(text, str(f), registry)
+        problems.extend(found)
+        if playbook is not None:
+            if playbook.name in names:
+                src = load_source(text, str(f))
+                problems.append(
+                    src.problem(("name",), f"playbook name '{playbook.name}' is also used by {names[playbook.name]}")
+                )
+            names[playbook.name] = f
+    return problems
+
+
+def load_playbook(path: str | Path, registry: ActionRegistry) -> Playbook:
+    """The validated playbook at ``path``; :class:`PlaybookError` lists every problem otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaybookError([Problem(str(p), 1, 1, f"cannot read: {exc}")]) from None
+    playbook, problems = lint_text(text, str(p), registry)
+    if problems or playbook is None:
+        raise PlaybookError(problems)
+    return playbook
+
+
+def find_playbook(name_or_path: str, folder: Path, registry: ActionRegistry) -> Playbook:
+    """A playbook by file path, or by name inside ``folder`` (``stuck-queue`` or ``stuck_queue``)."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return load_playbook(candidate, registry)
+    for suffix in PLAYBOOK_SUFFIXES:
+        for stem in {name_or_path, name_or_path.replace("-", "_"), name_or_path.replace("_", "-")}:
+            f = folder / f"{stem}{suffix}"
+            if f.is_file():
+                return load_playbook(f, registry)
+    for f in playbook_files([folder])[0]:
+        src = load_source(f.read_text(encoding="utf-8"), str(f))
+        if isinstance(src.data, dict) and src.data.get("name") == name_or_path:
+            return load_playbook(f, registry)
+    raise PlaybookError([Problem(name_or_path, 1, 1, f"no playbook named '{name_or_path}' in {folder}/")])
