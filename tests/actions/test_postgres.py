@@ -333,3 +333,29 @@ def test_activity_connection_usage_threshold(registry: ActionRegistry, ctx: Acti
 def test_activity_ok_without_problems(registry: ActionRegistry, ctx: ActionContext, unique: str) -> None:
     result = invoke(registry["postgres.activity"], ctx, {"database": f"no_such_db_{unique}"})
     assert result.ok and result.problems == [] and result.blocked == []
+
+
+def test_connection_killed_mid_query_is_backend_unavailable_and_pool_recovers(
+    registry: ActionRegistry, ctx: ActionContext, admin: psycopg.Connection[Any], unique: str
+) -> None:
+    marker = f"rb_kill_{unique}"
+
+    def kill_when_running() -> None:
+        for _ in range(50):
+            time.sleep(0.1)
+            row = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                (f"%{marker}%",),
+            ).fetchone()
+            if row:
+                admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                return
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    try:
+        with pytest.raises(BackendUnavailable, match="connection lost"):
+            invoke(registry["postgres.query"], ctx, {"sql": f"SELECT pg_sleep(10) AS {marker}"})
+    finally:
+        killer.join(10)
+    assert invoke(registry["postgres.query"], ctx, {"sql": "SELECT 1 AS ok"}).first == {"ok": 1}

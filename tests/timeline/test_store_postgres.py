@@ -134,12 +134,6 @@ def test_a_second_store_opening_the_same_database(run_id: str) -> None:
     b.db.close()
 
 
-@pytest.mark.xfail(
-    reason="BUG in runbook.timeline.database (reported, not ours to edit): ensure_schema races on a fresh"
-    " PostgreSQL database; concurrent CREATE TABLE IF NOT EXISTS fails with a pg_type unique violation."
-    " Fix: take pg_advisory_xact_lock() first in ensure_schema's transaction.",
-    strict=False,
-)
 def test_first_open_of_a_fresh_database_from_several_processes_at_once(postgres_available: None) -> None:
     name = f"rb_schema_race_{uuid.uuid4().hex[:8]}"
     with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as conn:
@@ -167,12 +161,6 @@ def test_first_open_of_a_fresh_database_from_several_processes_at_once(postgres_
     assert errors == []
 
 
-@pytest.mark.xfail(
-    reason="BUG in runbook.timeline.database (reported, not ours to edit): after the server drops the"
-    " store's connection (restart, failover, pg_terminate_backend) the next call raises a raw psycopg"
-    " AdminShutdown/OperationalError instead of reconnecting or raising StoreError.",
-    strict=False,
-)
 def test_store_survives_a_dropped_connection(pg_store: TimelineStore) -> None:
     from runbook.timeline.database import StoreError
 

@@ -118,9 +118,6 @@ def query(ctx: ActionContext, params: QueryParams) -> QueryResult:
             raise map_error(exc, ctx, "query") from None
         except psycopg.Error as exc:
             raise map_error(exc, ctx, "query") from None
-        finally:
-            if not conn.closed:
-                conn.rollback()
     first = rows[0] if rows else {}
     summary = f"{len(rows)} row{'s' if len(rows) != 1 else ''}{' (truncated)' if truncated else ''}"
     if first:
@@ -231,9 +228,6 @@ def table_dump(ctx: ActionContext, params: TableDumpParams) -> TableDumpResult:
             raise ActionError(
                 f"table dump: cannot write {exc.filename}: {exc.strerror}", backend=BACKEND
             ) from None
-        finally:
-            if not conn.closed:
-                conn.rollback()
     return TableDumpResult(
         summary=f"dumped {rows} rows of {table.qualified} to {path} ({size} bytes)",
         table=table.qualified,

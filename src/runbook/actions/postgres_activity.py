@@ -59,9 +59,6 @@ def connection_limits(ctx: ActionContext) -> ConnectionLimits:
                 row = cur.fetchone()
         except psycopg.Error as exc:
             raise map_error(exc, ctx, "connection limits") from None
-        finally:
-            if not conn.closed:
-                conn.rollback()
     assert row is not None
     return ConnectionLimits.model_validate(row)
 
@@ -199,9 +196,6 @@ def snapshot_activity(ctx: ActionContext, params: ActivityParams) -> ActivityRes
                 roots = [r["pid"] for r in cur.fetchall()]
         except psycopg.Error as exc:
             raise map_error(exc, ctx, "activity") from None
-        finally:
-            if not conn.closed:
-                conn.rollback()
 
     idle_in_tx = sum(n for state, n in by_state.items() if state.startswith("idle in transaction"))
     usage = limits.used / limits.usable if limits.usable > 0 else 1.0

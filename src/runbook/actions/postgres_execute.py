@@ -123,9 +123,6 @@ def describe_execute(ctx: ActionContext, params: ExecuteParams) -> str:
                     estimate = _estimate(cur, statement, args)
         except psycopg.Error as exc:
             raise map_error(exc, ctx, "describe execute") from None
-        finally:
-            if not conn.closed:
-                conn.rollback()
     if count is not None:
         rows = f"{count} row{'s' if count != 1 else ''}"
         what = f"would change exactly {rows} of {table.qualified} (trial run, rolled back)"

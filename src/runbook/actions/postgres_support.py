@@ -88,7 +88,11 @@ class PostgresPool:
 
     @contextmanager
     def connection(self, budget: float) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection within ``budget`` seconds, or :class:`BackendUnavailable` with the cause."""
+        """A pooled connection within ``budget`` seconds, or :class:`BackendUnavailable` with the cause.
+
+        Whatever the caller left open is rolled back on the way out: read-only work never commits,
+        and a failed statement never leaves a transaction (or its locks) behind in the pool.
+        """
         conn = self._acquire(budget)
         try:
             yield conn

@@ -89,8 +89,13 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
-        """A short write transaction; SQLite takes its write lock up front (BEGIN IMMEDIATE)."""
+        """A short write transaction; SQLite takes its write lock up front (BEGIN IMMEDIATE).
+
+        A PostgreSQL connection the server dropped (restart, failover) is replaced before use."""
         conn = self._conn()
+        if self.is_postgres and conn.broken:
+            self._local.conn = None
+            conn = self._conn()
         try:
             if self.is_postgres:
                 with conn.transaction():
@@ -108,11 +113,12 @@ class Database:
         except Exception as exc:
             if _is_integrity(exc):
                 raise IntegrityConflict(str(exc)) from None
-            if self.is_postgres and conn.closed:
+            if self.is_postgres and (conn.closed or conn.broken):
                 self._local.conn = None
+                raise StoreError(f"runbook store connection lost: {redact(str(exc))}") from None
             raise
         finally:
-            if self.is_postgres and not conn.closed and conn.info.transaction_status != 0:
+            if self.is_postgres and not conn.closed and not conn.broken and conn.info.transaction_status != 0:
                 conn.rollback()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -140,6 +146,8 @@ class Database:
             if self._schema_done:
                 return
             with self.transaction() as cur:
+                if self.is_postgres:  # several processes may create the schema at once
+                    cur.execute("SELECT pg_advisory_xact_lock(7723001)")
                 for statement in SCHEMA:
                     sql = statement
                     if self.is_postgres:
