@@ -26,7 +26,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 HOW_TO_START = {
     "RabbitMQ": "start it with `rabbitmq-server -detached` (or `make services`)",
-    "RabbitMQ management API": "enable it with `rabbitmq-plugins enable rabbitmq_management` (or `make services`)",
+    "RabbitMQ management API": "enable it with `rabbitmq-plugins enable rabbitmq_management`"
+    " (or `make services`)",
     "PostgreSQL": "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
     " (or `make services`)",
     "Prefect server": "start it with `make prefect-server` (scripts/prefect_server.sh start)",

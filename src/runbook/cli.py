@@ -34,8 +34,10 @@ def require_prefect_server() -> str | None:
         httpx.get(f"{url}/health", timeout=3).raise_for_status()
         return None
     except Exception as exc:  # noqa: BLE001
-        return (f"Prefect server not reachable at {url} ({type(exc).__name__}); start the embedded one with"
-                " `make prefect-server` or set PREFECT_API_URL")
+        return (
+            f"Prefect server not reachable at {url} ({type(exc).__name__}); start the embedded one with"
+            " `make prefect-server` or set PREFECT_API_URL"
+        )
 
 
 def _registry():  # type: ignore[no-untyped-def]
@@ -85,8 +87,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runbook.compiler.runtime import build_runtime
 
     flow = build_flow(playbook)
-    state = flow(**params, requested_by=args.as_user or getpass.getuser(), trigger="cli", dry_run=args.dry_run,
-                 return_state=True)
+    state = flow(
+        **params,
+        requested_by=args.as_user or getpass.getuser(),
+        trigger="cli",
+        dry_run=args.dry_run,
+        return_state=True,
+    )
     run_id = str(state.state_details.flow_run_id)
     run = build_runtime().store.get_run(run_id)
     status = run["status"] if run else "failed"
@@ -100,8 +107,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_actions(args: argparse.Namespace) -> int:
     registry = _registry()
     if args.json:
-        rows = [{"name": s.name, "summary": s.summary, "destructive": s.destructive, "manual": s.manual,
-                 "parameters": s.parameters()} for s in registry]
+        rows = [
+            {
+                "name": s.name,
+                "summary": s.summary,
+                "destructive": s.destructive,
+                "manual": s.manual,
+                "parameters": s.parameters(),
+            }
+            for s in registry
+        ]
         print(json.dumps(rows, indent=2, default=str))
         return 0
     for s in registry:
@@ -168,13 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=cmd_lint)
 
-    for name, func, text in (("plan", cmd_plan, "print the steps that would run"),
-                             ("run", cmd_run, "run a playbook as a Prefect flow")):
+    for name, func, text in (
+        ("plan", cmd_plan, "print the steps that would run"),
+        ("run", cmd_run, "run a playbook as a Prefect flow"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("playbook", help="playbook file or name")
         p.add_argument("-p", "--param", action="append", default=[], metavar="K=V")
         if name == "run":
-            p.add_argument("--dry-run", action="store_true", help="run read-only steps; describe destructive ones")
+            p.add_argument(
+                "--dry-run", action="store_true", help="run read-only steps; describe destructive ones"
+            )
             p.add_argument("--as", dest="as_user", default=os.environ.get("RUNBOOK_USER"), help="requester")
         p.set_defaults(func=func)
 

@@ -123,7 +123,10 @@ class SetResult(ActionResult):
 @action("core.set", summary="Compute named values from expressions for later steps")
 def set_values(ctx: ActionContext, params: SetParams) -> SetResult:
     """Gives a name to derived facts (a verdict, a budget) so later steps and the report reuse them."""
-    return SetResult(values=params.values, summary=params.summary or ", ".join(f"{k}={v}" for k, v in params.values.items()))
+    return SetResult(
+        values=params.values,
+        summary=params.summary or ", ".join(f"{k}={v}" for k, v in params.values.items()),
+    )
 
 
 class Rule(BaseModel):
@@ -152,7 +155,10 @@ def classify(ctx: ActionContext, params: ClassifyParams) -> ClassifyResult:
     matched = [r for r in params.rules if r.when]
     if not matched:
         return ClassifyResult(
-            verdict=params.default, evidence="no rule matched", matched=[], summary=f"verdict: {params.default}"
+            verdict=params.default,
+            evidence="no rule matched",
+            matched=[],
+            summary=f"verdict: {params.default}",
         )
     top = matched[0]
     return ClassifyResult(

@@ -170,7 +170,11 @@ class ActionRegistry:
         for module in modules:
             mod = importlib.import_module(module) if isinstance(module, str) else module
             for value in vars(mod).values():
-                if callable(value) and hasattr(value, "__runbook_action__") and value.__module__ == mod.__name__:
+                if (
+                    callable(value)
+                    and hasattr(value, "__runbook_action__")
+                    and value.__module__ == mod.__name__
+                ):
                     registry.register(value)
         return registry
 

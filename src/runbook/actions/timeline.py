@@ -61,4 +61,6 @@ def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult
     path = Path(params.output) if params.output else data_dir() / "postmortems" / f"{ctx.run_id}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    return PostmortemResult(path=str(path), lines=text.count("\n"), summary=f"postmortem draft written to {path}")
+    return PostmortemResult(
+        path=str(path), lines=text.count("\n"), summary=f"postmortem draft written to {path}"
+    )

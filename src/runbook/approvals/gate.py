@@ -19,7 +19,9 @@ from runbook.timeline.events import Kind
 
 def plan_hash(action: str, params: dict[str, Any]) -> str:
     """sha256 of the canonical call; what an approval is bound to."""
-    canonical = json.dumps({"action": action, "params": params}, sort_keys=True, default=str, separators=(",", ":"))
+    canonical = json.dumps(
+        {"action": action, "params": params}, sort_keys=True, default=str, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -69,5 +71,7 @@ class RefusingGate:
 
     def request(self, req: GateRequest, recorder: Recorder) -> Decision:
         reason = "no approval channel is configured for this run; the step was not executed"
-        recorder.emit(Kind.APPROVAL_DENIED, f"{req.step_title}: {reason}", step_id=req.step_id, actor="runbook")
+        recorder.emit(
+            Kind.APPROVAL_DENIED, f"{req.step_title}: {reason}", step_id=req.step_id, actor="runbook"
+        )
         return Decision(outcome="denied", reason=reason, plan_hash=req.plan_hash, channel="none")

@@ -43,7 +43,9 @@ MAX_REASKS = 3
 
 
 class StepRunner(Protocol):
-    def __call__(self, step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+    def __call__(
+        self, step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]: ...
 
 
 def direct_runner(step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -233,8 +235,12 @@ class Engine:
         try:
             if step.when is not None and not evaluate_condition(step.when, context):
                 state.skip(step.id, f"condition false: {step.when.strip()}")
-                rec.emit(Kind.STEP_SKIPPED, f"{step.label}: condition is false", step_id=step.id,
-                         details={"when": step.when})
+                rec.emit(
+                    Kind.STEP_SKIPPED,
+                    f"{step.label}: condition is false",
+                    step_id=step.id,
+                    details={"when": step.when},
+                )
                 return "skipped"
             params = self._render(step, spec, context)
         except (ExpressionError, ValidationError) as exc:
@@ -250,17 +256,24 @@ class Engine:
                 if not decision.approved:
                     state.skip(step.id, f"{decision.outcome} by {', '.join(decision.approvers) or 'nobody'}")
                     if step.approval and step.approval.on_denied == "skip":
-                        rec.emit(Kind.STEP_SKIPPED, f"{step.label}: not approved ({decision.outcome}); skipped",
-                                 step_id=step.id)
+                        rec.emit(
+                            Kind.STEP_SKIPPED,
+                            f"{step.label}: not approved ({decision.outcome}); skipped",
+                            step_id=step.id,
+                        )
                         state.statuses[step.id] = "skipped"
                         return "skipped"
                     state.last_error = f"{step.label}: {decision.outcome}" + (
-                        f" ({decision.reason})" if decision.reason else "")
+                        f" ({decision.reason})" if decision.reason else ""
+                    )
                     state.statuses[step.id] = "denied"
                     return "denied" if not in_finally else "skipped"
             elif step.approval and step.approval.policy == "none":
-                rec.emit(Kind.NOTE, f"{step.label}: runs without approval — {step.approval.justification}",
-                         step_id=step.id)
+                rec.emit(
+                    Kind.NOTE,
+                    f"{step.label}: runs without approval — {step.approval.justification}",
+                    step_id=step.id,
+                )
         return self._execute(step, spec, params, state, in_finally)
 
     def _render(self, step: Step, spec: ActionSpec, context: dict[str, Any]) -> dict[str, Any]:
@@ -289,8 +302,12 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a describe failure is a finding too
             text = f"could not describe: {error_line(exc)}"
         gate = " (needs approval)" if step.gated else ""
-        state.rec.emit(Kind.STEP_DRY_RUN, f"{step.label}: would {text}{gate}", step_id=step.id,
-                       details={"action": spec.name, "params": params, "would": text})
+        state.rec.emit(
+            Kind.STEP_DRY_RUN,
+            f"{step.label}: would {text}{gate}",
+            step_id=step.id,
+            details={"action": spec.name, "params": params, "would": text},
+        )
         state.outputs[step.id] = {"dry_run": True, "would": text, "summary": f"would {text}"}
         state.statuses[step.id] = "dry_run"
         return "dry_run"
@@ -334,16 +351,21 @@ class Engine:
             try:
                 context = state.context()
                 fresh = self._render(step, spec, context)
-                holds = step.approval.precondition is None or evaluate_condition(step.approval.precondition, context)
+                holds = step.approval.precondition is None or evaluate_condition(
+                    step.approval.precondition, context
+                )
             except (ExpressionError, ValidationError) as exc:
                 state.last_error = f"{step.label}: re-check failed: {error_line(exc)}"
                 return None, params
             if decision.plan_hash == digest and plan_hash(spec.name, fresh) == digest and holds:
                 return decision, fresh
             why = "the call changed since it was approved" if holds else "the precondition no longer holds"
-            state.rec.emit(Kind.APPROVAL_VOIDED, f"{step.label}: approval void — {why}; asking again",
-                           step_id=step.id, details={"approved_hash": decision.plan_hash, "current_hash":
-                                                     plan_hash(spec.name, fresh)})
+            state.rec.emit(
+                Kind.APPROVAL_VOIDED,
+                f"{step.label}: approval void — {why}; asking again",
+                step_id=step.id,
+                details={"approved_hash": decision.plan_hash, "current_hash": plan_hash(spec.name, fresh)},
+            )
             params = fresh
             if not holds:
                 return Decision(outcome="denied", reason=why, plan_hash=digest, channel="engine"), params
@@ -359,13 +381,17 @@ class Engine:
             prior = self.ledger.claim(state.opts.run_id, step.id, digest)
             if prior is not None:
                 if prior["status"] == "succeeded":
-                    rec.emit(Kind.NOTE, f"{step.label}: already executed for this approval; not running it again",
-                             step_id=step.id)
+                    rec.emit(
+                        Kind.NOTE,
+                        f"{step.label}: already executed for this approval; not running it again",
+                        step_id=step.id,
+                    )
                     state.outputs[step.id] = prior["output"] or {}
                     state.statuses[step.id] = "succeeded"
                     return "succeeded"
                 return self._failed(
-                    step, state,
+                    step,
+                    state,
                     f"{step.label}: a previous attempt of this exact call ended '{prior['status']}'"
                     " (worker lost mid-call?); not re-running it — check the target and re-run the playbook",
                     in_finally,
@@ -374,14 +400,21 @@ class Engine:
         last = ""
         for attempt in range(1, attempts + 1):
             suffix = f" (attempt {attempt}/{attempts})" if attempts > 1 else ""
-            rec.emit(Kind.STEP_STARTED, f"{step.label}{suffix}", step_id=step.id,
-                     details={"action": spec.name, "params": params, "attempt": attempt})
+            rec.emit(
+                Kind.STEP_STARTED,
+                f"{step.label}{suffix}",
+                step_id=step.id,
+                details={"action": spec.name, "params": params, "attempt": attempt},
+            )
             ctx = self._context_for(step, state, spec)
             started = time.monotonic()
 
             def call(ctx: ActionContext = ctx) -> dict[str, Any]:
-                result = call_with_timeout(lambda: spec.fn(ctx, spec.params_model.model_validate(params)),
-                                           step.timeout, f"{step.id} ({spec.name})")
+                result = call_with_timeout(
+                    lambda: spec.fn(ctx, spec.params_model.model_validate(params)),
+                    step.timeout,
+                    f"{step.id} ({spec.name})",
+                )
                 return _as_output(result)
 
             try:
@@ -389,34 +422,59 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - every failure becomes a timeline event
                 last = error_line(exc)
                 if attempt < attempts:
-                    rec.emit(Kind.STEP_FAILED, f"{step.label}: {last}; retrying in {format_duration(step.retry_delay)}",
-                             step_id=step.id, details={"action": spec.name, "error": last, "attempt": attempt,
-                                                       "will_retry": True})
+                    rec.emit(
+                        Kind.STEP_FAILED,
+                        f"{step.label}: {last}; retrying in {format_duration(step.retry_delay)}",
+                        step_id=step.id,
+                        details={"action": spec.name, "error": last, "attempt": attempt, "will_retry": True},
+                    )
                     time.sleep(step.retry_delay)
                     continue
                 if spec.destructive:
                     self.ledger.finish(state.opts.run_id, step.id, digest, "failed")
-                return self._failed(step, state, last, in_finally, spec=spec, seconds=time.monotonic() - started)
+                return self._failed(
+                    step, state, last, in_finally, spec=spec, seconds=time.monotonic() - started
+                )
             output = redact_data(output)
             if spec.destructive:
                 self.ledger.finish(state.opts.run_id, step.id, digest, "succeeded", output)
             state.outputs[step.id] = output
             state.statuses[step.id] = "succeeded"
-            rec.emit(Kind.STEP_SUCCEEDED, f"{step.label}: {output.get('summary') or 'done'}", step_id=step.id,
-                     details={"action": spec.name, "destructive": spec.destructive,
-                              "seconds": round(time.monotonic() - started, 3), "output": _brief(output)})
+            rec.emit(
+                Kind.STEP_SUCCEEDED,
+                f"{step.label}: {output.get('summary') or 'done'}",
+                step_id=step.id,
+                details={
+                    "action": spec.name,
+                    "destructive": spec.destructive,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "output": _brief(output),
+                },
+            )
             return "succeeded"
         return self._failed(step, state, last, in_finally)
 
-    def _failed(self, step: Step, state: _RunState, message: str, in_finally: bool, *,
-                spec: ActionSpec | None = None, seconds: float | None = None) -> str:
+    def _failed(
+        self,
+        step: Step,
+        state: _RunState,
+        message: str,
+        in_finally: bool,
+        *,
+        spec: ActionSpec | None = None,
+        seconds: float | None = None,
+    ) -> str:
         cont = step.on_failure == "continue" or in_finally
         state.rec.emit(
             Kind.STEP_FAILED,
             f"{step.label}: {message}" + ("" if not cont or in_finally else " (continuing)"),
             step_id=step.id,
-            details={"action": step.action, "error": message, "on_failure": step.on_failure,
-                     **({"seconds": round(seconds, 3)} if seconds is not None else {})},
+            details={
+                "action": step.action,
+                "error": message,
+                "on_failure": step.on_failure,
+                **({"seconds": round(seconds, 3)} if seconds is not None else {}),
+            },
         )
         state.statuses[step.id] = "failed"
         state.outputs[step.id] = {"failed": True, "error": message, "summary": message}
@@ -439,7 +497,11 @@ def _brief(output: dict[str, Any], limit: int = 4000) -> dict[str, Any]:
     text = json.dumps(output, default=str)
     if len(text) <= limit:
         return output
-    return {k: v for k, v in output.items() if not isinstance(v, list | dict) or len(json.dumps(v, default=str)) < 500}
+    return {
+        k: v
+        for k, v in output.items()
+        if not isinstance(v, list | dict) or len(json.dumps(v, default=str)) < 500
+    }
 
 
 class _RunState:

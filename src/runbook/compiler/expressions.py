@@ -155,7 +155,9 @@ def references(tree: nodes.Node) -> tuple[list[Reference], list[Reference]]:
         attr: str | None = None
         if isinstance(parent, nodes.Getattr) and parent.node is name:
             attr = parent.attr
-        elif isinstance(parent, nodes.Getitem) and parent.node is name and isinstance(parent.arg, nodes.Const):
+        elif (
+            isinstance(parent, nodes.Getitem) and parent.node is name and isinstance(parent.arg, nodes.Const)
+        ):
             attr = str(parent.arg.value)
         refs.append(Reference(name.name, attr, name.lineno))
     return refs, unknown

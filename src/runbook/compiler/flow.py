@@ -49,17 +49,25 @@ def _signature(playbook: Playbook) -> inspect.Signature:
         default = spec.default if spec.default is not None or not spec.required else inspect.Parameter.empty
         if default is None:
             annotation = annotation | None
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
     params += [
-        inspect.Parameter("incident", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=dict[str, Any] | None),
-        inspect.Parameter("requested_by", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None),
+        inspect.Parameter(
+            "incident", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=dict[str, Any] | None
+        ),
+        inspect.Parameter(
+            "requested_by", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None
+        ),
         inspect.Parameter("trigger", inspect.Parameter.KEYWORD_ONLY, default="manual", annotation=str),
         inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool),
     ]
     return inspect.Signature(params, return_annotation=dict[str, Any])
 
 
-def run_playbook_here(playbook: Playbook, run_id: str, kwargs: dict[str, Any], *, prefect: bool) -> RunOutcome:
+def run_playbook_here(
+    playbook: Playbook, run_id: str, kwargs: dict[str, Any], *, prefect: bool
+) -> RunOutcome:
     """Execute ``playbook`` in this process with runtime wiring from the environment."""
     from runbook.compiler.runtime import build_runtime
 

@@ -51,14 +51,22 @@ class _Unknown(dict):  # type: ignore[type-arg]
         raise ExpressionError("depends on an earlier step")
 
 
-def plan(playbook: Playbook, params: dict[str, Any], registry: ActionRegistry, incident: dict | None = None
-         ) -> list[PlannedStep]:
+def plan(
+    playbook: Playbook, params: dict[str, Any], registry: ActionRegistry, incident: dict | None = None
+) -> list[PlannedStep]:
     context = {
         "params": params,
         "steps": _Unknown(),
         "incident": incident or {},
-        "run": {"id": "(plan)", "playbook": playbook.name, "dry_run": True, "trigger": "plan",
-                "requested_by": None, "started_at": "", "statuses": {}},
+        "run": {
+            "id": "(plan)",
+            "playbook": playbook.name,
+            "dry_run": True,
+            "trigger": "plan",
+            "requested_by": None,
+            "started_at": "",
+            "statuses": {},
+        },
     }
     out = []
     sections = [("steps", s) for s in playbook.steps] + [("finally", s) for s in playbook.finally_]
@@ -113,6 +121,9 @@ def format_plan(playbook: Playbook, params: dict[str, Any], steps: list[PlannedS
         if extras:
             lines.append("       " + ", ".join(extras))
     gated = sum(1 for p in steps if p.step.gated)
-    lines += ["", f"{len(steps)} steps, {gated} gated, {sum(p.destructive for p in steps)} destructive."
-              " Nothing was executed."]
+    lines += [
+        "",
+        f"{len(steps)} steps, {gated} gated, {sum(p.destructive for p in steps)} destructive."
+        " Nothing was executed.",
+    ]
     return "\n".join(lines)

@@ -210,7 +210,9 @@ def _param_problems(src: Source, path: Path_, with_: dict[str, Any], spec: Actio
                 continue
             loc = (*path, *err["loc"])
             problems.append(
-                src.problem(loc, f"parameter '{_dotted(err['loc'])}' of '{spec.name}': {_clean_msg(err['msg'])}")
+                src.problem(
+                    loc, f"parameter '{_dotted(err['loc'])}' of '{spec.name}': {_clean_msg(err['msg'])}"
+                )
             )
     return problems
 
@@ -296,7 +298,9 @@ def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Pr
             if playbook.name in names:
                 src = load_source(text, str(f))
                 problems.append(
-                    src.problem(("name",), f"playbook name '{playbook.name}' is also used by {names[playbook.name]}")
+                    src.problem(
+                        ("name",), f"playbook name '{playbook.name}' is also used by {names[playbook.name]}"
+                    )
                 )
             names[playbook.name] = f
     return problems

@@ -95,7 +95,9 @@ def _convert(node: yaml.Node, path: Path_, src: Source) -> Any:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                src.problems.append(Problem(src.file, *_pos(key_node), "YAML merge keys (<<) are not supported"))
+                src.problems.append(
+                    Problem(src.file, *_pos(key_node), "YAML merge keys (<<) are not supported")
+                )
                 continue
             key = _scalar(key_node, src)
             if isinstance(key, list | dict):

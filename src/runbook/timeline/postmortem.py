@@ -40,7 +40,9 @@ def postmortem_facts(run: dict[str, Any], events: list[Event]) -> dict[str, Any]
     end = events[-1].time if events else None
     findings = [e for e in events if e.kind in (Kind.FINDING,)]
     verdict = next((e for e in reversed(events) if e.details.get("verdict")), None)
-    decisions = [e for e in events if e.kind.value.startswith("approval.") and e.kind != Kind.APPROVAL_REQUESTED]
+    decisions = [
+        e for e in events if e.kind.value.startswith("approval.") and e.kind != Kind.APPROVAL_REQUESTED
+    ]
     taken = [e for e in events if e.kind == Kind.STEP_SUCCEEDED and e.details.get("destructive")]
     declined = [e for e in events if e.kind in (Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED)]
     failed = [e for e in events if e.kind == Kind.STEP_FAILED]

@@ -75,5 +75,7 @@ class Recorder:
                 log.warning("timeline sink %s failed: %s", type(sink).__name__, exc)
         return event
 
-    def note(self, summary: str, details: dict[str, Any] | None = None, *, step_id: str | None = None) -> None:
+    def note(
+        self, summary: str, details: dict[str, Any] | None = None, *, step_id: str | None = None
+    ) -> None:
         self.emit(Kind.NOTE, summary, step_id=step_id, details=details)

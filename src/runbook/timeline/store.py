@@ -72,7 +72,8 @@ class TimelineStore:
             existing = cur.query("SELECT run_id FROM runbook_runs WHERE run_id = ?", (run_id,))
             if existing:  # a retried/resumed flow run keeps its first record
                 cur.execute(
-                    "UPDATE runbook_runs SET status = ?, heartbeat_at = ?, finished_at = NULL WHERE run_id = ?",
+                    "UPDATE runbook_runs SET status = ?, heartbeat_at = ?, finished_at = NULL"
+                    " WHERE run_id = ?",
                     (RUNNING, now, run_id),
                 )
                 return
