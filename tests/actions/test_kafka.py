@@ -12,10 +12,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, Node, TopicPartition
+from confluent_kafka.admin import AdminClient, ConsumerGroupDescription, MemberAssignment, MemberDescription
 
 from runbook.actions import (
     ActionContext,
@@ -27,7 +28,8 @@ from runbook.actions import (
     describe,
     invoke,
 )
-from runbook.actions.kafka_reset import target_offset
+from runbook.actions.kafka_client import KafkaClients, RoundTrips
+from runbook.actions.kafka_reset import check_membership, target_offset
 from runbook.config import Settings
 
 try:
@@ -201,6 +203,10 @@ def test_canary_round_trip_and_consumer_cleanup(
     msg = consumer.poll(10)
     consumer.close()
     assert msg is not None and dict(msg.headers())["runbook-canary-id"] == first.canary_id.encode()
+    with pytest.raises(ActionError, match="not found"):
+        invoke(registry["kafka.canary"], ctx, {"topic": f"typo-{unique}"})
+    with pytest.raises(ActionError, match="no partition 9"):
+        invoke(registry["kafka.canary"], ctx, {"topic": topic, "partition": 9})
 
 
 def test_canary_reports_failure_within_the_step_timeout_when_the_leader_is_down(
@@ -386,3 +392,46 @@ def test_cluster_going_down_mid_run_is_backend_unavailable(
             registry["kafka.describe_topic"], make_ctx(kafka.bootstraps, timeout=2), {"topic": f"x-{unique}"}
         )
     assert time.monotonic() - started < 4
+
+
+# --- membership from DescribeGroups (real brokers; the mock answers UNSUPPORTED_FEATURE) ---------
+
+
+class DescribeGroupsReplay(KafkaClients):
+    """Answers DescribeGroups with a real ``ConsumerGroupDescription`` as confluent-kafka builds it
+    from a real broker's response; the mock cannot produce one."""
+
+    def __init__(self, description: ConsumerGroupDescription) -> None:
+        super().__init__("kafka-1.kafka.svc:9092")
+        self._description = description
+
+    @property
+    def admin(self) -> DescribeGroupsReplay:  # type: ignore[override]
+        return self
+
+    def describe_consumer_groups(self, groups: list[str], request_timeout: float) -> dict[str, Future]:
+        fut: Future = Future()
+        fut.set_result(self._description)
+        return {groups[0]: fut}
+
+
+def _description(state: ConsumerGroupState, members: int) -> ConsumerGroupDescription:
+    node = Node(1, "kafka-1.kafka.svc", 9092)
+    member = MemberDescription("consumer-1-4f0c", "orchestrator", "/10.0.3.7", MemberAssignment([]))
+    return ConsumerGroupDescription("orchestrator-group", False, [member] * members, "range", state, node)
+
+
+@pytest.mark.parametrize(
+    ("state", "members", "status"),
+    [
+        (ConsumerGroupState.STABLE, 3, "active"),
+        (ConsumerGroupState.PREPARING_REBALANCING, 1, "active"),
+        (ConsumerGroupState.EMPTY, 0, "empty"),
+        (ConsumerGroupState.DEAD, 0, "empty"),
+    ],
+)
+def test_membership_from_describe_groups(state: ConsumerGroupState, members: int, status: str) -> None:
+    found = check_membership(
+        DescribeGroupsReplay(_description(state, members)), "orchestrator-group", 5, RoundTrips()
+    )
+    assert found.status == status and found.members == members

@@ -107,7 +107,7 @@ def consumer_lag(ctx: ActionContext, params: LagParams) -> LagResult:
     else:
         committed = committed_offsets(clients, params.group, None, ctx.remaining(), trips)
         if not committed:
-            candidates = [t for t in md.topics if not t.startswith("__")]
+            candidates = [t for t, tmd in md.topics.items() if not t.startswith("__") and tmd.error is None]
             committed = committed_offsets(
                 clients, params.group, partitions_of(md, candidates), ctx.remaining(), trips
             )
@@ -342,7 +342,10 @@ def canary(ctx: ActionContext, params: CanaryParams) -> CanaryResult:
     BackendUnavailable. Consumers of the topic see the canary: they should skip that header.
     """
     clients = _clients(ctx)
-    metadata(clients, min(ctx.remaining(), 10.0), RoundTrips())  # unreachable -> BackendUnavailable, fast
+    md = metadata(clients, min(ctx.remaining(), 10.0), RoundTrips())  # unreachable -> BackendUnavailable
+    known = {tp.partition for tp in partitions_of(md, [params.topic])}  # never auto-create a typo'd topic
+    if params.partition is not None and params.partition not in known:
+        raise ActionError(f"topic {params.topic} has no partition {params.partition}", backend=BACKEND)
     cid = uuid.uuid4().hex
     budget = ctx.remaining()
     deadline = time.monotonic() + budget
