@@ -142,7 +142,6 @@ def status_body(
 
 
 def not_found(plural: str, name: str) -> ApiError:
-    kind = plural.rstrip("s") if plural != "poddisruptionbudgets" else "poddisruptionbudget"
     group = {"deployments": "apps", "statefulsets": "apps", "poddisruptionbudgets": "policy"}.get(plural)
     what = f"{plural}.{group}" if group else plural
     return ApiError(
@@ -402,6 +401,7 @@ class KubeAPIServer:
         self._due: dict[tuple[str, str, str], float | None] = {}
         self._rv = itertools.count(1000)
         self._stop = threading.Event()
+        self._conns: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -425,6 +425,14 @@ class KubeAPIServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        # Keep-alive connections outlive shutdown(): cut them so clients see a dead server.
+        with self.lock:
+            conns, self._conns = set(self._conns), set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> KubeAPIServer:
         return self.start()
@@ -1278,7 +1286,8 @@ class KubeAPIServer:
                 raise ApiError(
                     400,
                     "BadRequest",
-                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]",
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(containers)}]",
                 )
             container = containers[0]
         if container not in containers:
@@ -1314,7 +1323,8 @@ class KubeAPIServer:
             raise ApiError(
                 500,
                 "InternalError",
-                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource "
+                "does not support.",
             )
         finished = pod["status"].get("phase") in ("Succeeded", "Failed")
         if pdbs and not finished:
@@ -1336,7 +1346,8 @@ class KubeAPIServer:
                             {
                                 "reason": "DisruptionBudget",
                                 "message": f"The disruption budget {pdb['metadata']['name']} needs "
-                                f"{status['desiredHealthy']} healthy pods and has {status['currentHealthy']} currently",
+                                f"{status['desiredHealthy']} healthy pods and has "
+                                f"{status['currentHealthy']} currently",
                             }
                         ]
                     },
@@ -1358,7 +1369,8 @@ class KubeAPIServer:
                 raise ApiError(
                     400,
                     "BadRequest",
-                    f"cannot exec into a container in a completed pod; current phase is {pod['status'].get('phase')}",
+                    "cannot exec into a container in a completed pod; "
+                    f"current phase is {pod['status'].get('phase')}",
                 )
             return m.group(1), m.group(2), [c["name"] for c in pod["spec"]["containers"]]
 
@@ -1369,6 +1381,19 @@ class _Handler(BaseHTTPRequestHandler):
     kube: KubeAPIServer
     protocol_version = "HTTP/1.1"
     server_version = "kube-loopback/1"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.kube.lock:
+            self.kube._conns.add(self.connection)
+
+    def finish(self) -> None:
+        with self.kube.lock:
+            self.kube._conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
         pass

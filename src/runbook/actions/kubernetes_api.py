@@ -144,6 +144,8 @@ def call(
         raise KubeApiError(
             f"{what}: API server answered {status}: {message}", status=status, reason=str(exc.reason)
         ) from None
+    except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: test it first
+        raise KubeUnavailable(redact(f"{what}: API server unreachable ({exc})")) from None
     except urllib3.exceptions.TimeoutError:
         raise KubeUnavailable(
             f"{what}: API server did not answer within {kwargs['_request_timeout']:.1f}s (timeout)"
@@ -260,7 +262,10 @@ class Rollout:
             if self.observed_generation >= self.generation
             else (f", observedGeneration {self.observed_generation} < generation {self.generation}")
         )
-        return f"{self.updated}/{self.desired} updated, {self.ready}/{self.desired} ready, {self.available} available{gen}"
+        return (
+            f"{self.updated}/{self.desired} updated, {self.ready}/{self.desired} ready, "
+            f"{self.available} available{gen}"
+        )
 
 
 def rollout_of(obj: Any) -> Rollout:
