@@ -1,0 +1,115 @@
+"""Per-step engine overhead and time to first step.
+
+* A playbook of N ``core.assert`` steps run as a Prefect flow on the local server, against the same
+  checks evaluated directly (same expression, same action function): overhead per step.
+* ``runbook run`` as a fresh process: wall time from exec to the first ``step.started`` event.
+
+Prints one JSON line. ``--small`` runs 20 steps (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+
+
+def playbook_text(n: int) -> str:
+    steps = "\n".join(
+        f'  - id: s{i}\n    action: core.assert\n    with: {{that: "{{{{ params.x + {i} > 0 }}}}"}}'
+        for i in range(n)
+    )
+    head = "name: bench-overhead\ntitle: overhead\nowner: bench\n"
+    return head + f"params:\n  x: {{type: integer, default: 1}}\nsteps:\n{steps}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    n = 20 if args.small else args.steps
+    tmp = Path(tempfile.mkdtemp(prefix="rb-bench-"))
+    os.environ["RUNBOOK_DATABASE_URL"] = f"sqlite:///{tmp / 'rb.db'}"
+    path = tmp / "bench.yaml"
+    path.write_text(playbook_text(n))
+
+    from runbook.actions import ActionContext, Connections, default_registry
+    from runbook.actions.core import AssertParams, assert_
+    from runbook.compiler.expressions import render_value
+    from runbook.compiler.flow import build_flow
+    from runbook.config import Settings
+    from runbook.spec.lint import load_playbook
+
+    registry = default_registry()
+    pb = load_playbook(path, registry)
+
+    # direct: the same checks, same rendering and action call, no engine, no Prefect
+    ctx = ActionContext(Connections(Settings.from_env()))
+    t0 = time.perf_counter()
+    for step in pb.steps:
+        rendered = render_value(step.with_, {"params": {"x": 1}})
+        assert_(ctx, AssertParams.model_validate(rendered))
+    direct = time.perf_counter() - t0
+
+    import contextlib
+    import io
+
+    def timed_flow(playbook) -> float:  # type: ignore[no-untyped-def]
+        flow = build_flow(playbook)
+        with contextlib.redirect_stdout(io.StringIO()):
+            t0 = time.perf_counter()
+            state = flow(return_state=True)
+            took = time.perf_counter() - t0
+        assert state.is_completed(), state.message
+        return took
+
+    single = tmp / "single.yaml"
+    single.write_text(playbook_text(1))
+    fixed = timed_flow(load_playbook(single, registry))  # flow-run creation, heartbeat join: per run
+    engine = timed_flow(pb)
+
+    # time from `runbook run` (a new process) to the first step starting
+    one = tmp / "one.yaml"
+    one.write_text(playbook_text(1).replace("bench-overhead", "bench-first-step"))
+    started = time.time()
+    res = subprocess.run(
+        [sys.executable, "-m", "runbook.cli", "run", str(one)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    from runbook.compiler.runtime import build_runtime
+
+    store = build_runtime().store
+    run = store.runs(limit=1)[0]
+    first = next(e for e in store.events(run["run_id"]) if e.kind.value == "step.started")
+    to_first = first.time.timestamp() - started
+    total = time.time() - started
+
+    print(
+        json.dumps(
+            {
+                "benchmark": "step_overhead",
+                "steps": n,
+                "direct_ms_total": round(direct * 1000, 2),
+                "flow_ms_total": round(engine * 1000, 1),
+                "flow_ms_one_step": round(fixed * 1000, 1),
+                "overhead_ms_per_step": round(((engine - fixed) - direct * (n - 1) / n) * 1000 / (n - 1), 2),
+                "cli_run_to_first_step_s": round(to_first, 2),
+                "cli_run_total_s": round(total, 2),
+                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
