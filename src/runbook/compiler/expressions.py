@@ -138,6 +138,8 @@ def parse_template(text: str, *, condition: bool = False) -> nodes.Template:
 def references(tree: nodes.Node) -> tuple[list[Reference], list[Reference]]:
     """(root references like ``steps.x``/``params.y``, unknown free names) found in ``tree``."""
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    if any(True for _ in tree.find_all(nodes.For)):
+        assigned.add("loop")  # Jinja's loop variable inside {% for %}
     refs: list[Reference] = []
     unknown: list[Reference] = []
     parents: dict[int, nodes.Node] = {}
