@@ -17,18 +17,12 @@ import re
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-
-import pika
-import pika.exceptions
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runbook.actions.context import ActionContext, ActionError, GuardrailRefused
 from runbook.actions.rabbitmq_inspect import (
     Sample,
-    connection_matches,
     dead_letter_targets,
     dlq_reason,
     node_problems,
@@ -44,14 +38,35 @@ from runbook.actions.rabbitmq_management import (
     amqp_connector,
     management_client,
     passive_counts,
-    settled_ready,
     q,
+    settled_ready,
 )
-from runbook.actions.rabbitmq_moves import ClientMover, header_matcher, shovel_move
-from runbook.actions.registry import ActionResult, action
-from runbook.redact import redact
+from runbook.actions.rabbitmq_models import (
+    CanaryParams,
+    CanaryResult,
+    CloseConnectionsParams,
+    CloseConnectionsResult,
+    ExportParams,
+    ExportResult,
+    ListQueuesParams,
+    ListQueuesResult,
+    MoveParams,
+    MoveResult,
+    NodeHealthParams,
+    NodeHealthResult,
+    PeekParams,
+    PeekResult,
+    ProgressParams,
+    ProgressResult,
+    PurgeParams,
+    PurgeResult,
+    QueueStatsParams,
+    QueueStatsResult,
+)
+from runbook.actions.rabbitmq_moves import ClientMover, header_matcher, shovel_enabled, shovel_move
+from runbook.actions.rabbitmq_ops import canary_round_trip, matching_connections, purge
+from runbook.actions.registry import action
 
-VHOST = Field("/", description="virtual host")
 QUEUE_COLUMNS = (
     "name,vhost,type,state,node,messages,messages_ready,messages_unacknowledged,consumers,"
     "consumer_utilisation,idle_since,message_stats,arguments,policy,effective_policy_definition,memory"
@@ -66,48 +81,7 @@ def _amqp(ctx: ActionContext) -> AmqpConnector:
     return ctx.connections.get("rabbitmq.amqp", amqp_connector)
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --- queue_stats ------------------------------------------------------------------------------
-
-
-class QueueParams(_Params):
-    queue: str = Field(description="queue name")
-    vhost: str = VHOST
-
-
-class QueueStatsParams(QueueParams):
-    head_age: bool = Field(
-        False,
-        description="also read the head message's timestamp (a peek of 1 message, requeued in place) to "
-        "report the oldest message's age; needs publishers that set the timestamp property",
-    )
-
-
-class QueueStatsResult(ActionResult):
-    queue: str
-    vhost: str
-    type: str
-    state: str
-    node: str
-    messages: int
-    ready: int
-    unacked: int
-    consumers: int
-    consumer_utilisation: float | None
-    publish_rate: float
-    deliver_rate: float
-    ack_rate: float
-    redeliver_rate: float
-    published_total: int
-    acked_total: int
-    idle_since: str | None
-    oldest_message_age_seconds: float | None
-    dead_letter_exchange: str | None
-    dead_letter_routing_key: str | None
-    memory_bytes: int
 
 
 @action("rabbitmq.queue_stats", summary="Depth, consumers and rates of one queue")
@@ -162,21 +136,6 @@ def queue_stats(ctx: ActionContext, params: QueueStatsParams) -> QueueStatsResul
 
 
 # --- list_queues ------------------------------------------------------------------------------
-
-
-class ListQueuesParams(_Params):
-    vhost: str | None = Field("/", description="virtual host; null for every vhost")
-    name_regex: str | None = Field(None, description="only queues whose name matches this regex (search)")
-    min_depth: int = Field(0, ge=0, description="only queues with at least this many messages")
-    dlq_only: bool = Field(False, description="only dead-letter queues (by name or as a dead-letter target)")
-    limit: int = Field(50, ge=1, le=10000, description="at most this many queues, deepest first")
-
-
-class ListQueuesResult(ActionResult):
-    queues: list[dict[str, Any]]
-    count: int
-    matched: int
-    total_messages: int
 
 
 @action("rabbitmq.list_queues", summary="Queues sorted by depth, filtered by name, depth or DLQ")
@@ -247,34 +206,6 @@ def list_queues(ctx: ActionContext, params: ListQueuesParams) -> ListQueuesResul
 # --- progress ---------------------------------------------------------------------------------
 
 
-class ProgressParams(QueueParams):
-    window: float = Field(
-        15.0,
-        ge=5.0,
-        le=600.0,
-        description="seconds between the two samples; at least 5 (the broker's statistics interval)",
-    )
-
-
-class ProgressResult(ActionResult):
-    queue: str
-    verdict: Literal["progressing", "stalled", "idle", "draining"]
-    evidence: list[str]
-    seconds: float
-    depth_before: int
-    depth_after: int
-    depth_change: int
-    acked: int
-    delivered: int
-    redelivered: int
-    published: int
-    consumers: int
-    unacked: int
-    ack_rate: float
-    deliver_rate: float
-    redeliver_rate: float
-
-
 @action(
     "rabbitmq.progress", summary="Is a queue being worked? Two samples: progressing/stalled/idle/draining"
 )
@@ -285,7 +216,7 @@ def progress(ctx: ActionContext, params: ProgressParams) -> ProgressResult:
     completes: no consumers, stuck handlers or a redelivery loop) or ``idle`` (empty and quiet).
     The window is cut to the step's remaining time budget."""
     mgmt = _mgmt(ctx)
-    window = min(params.window, max(1.0, ctx.remaining() - 2.0))
+    window = min(params.window, max(1.0, ctx.remaining(params.window + 30.0) - 2.0))
     first = Sample.from_queue(
         mgmt.queue(params.vhost, params.queue, timeout=ctx.remaining()), time.monotonic()
     )
@@ -316,19 +247,6 @@ def progress(ctx: ActionContext, params: ProgressParams) -> ProgressResult:
 
 
 # --- peek -------------------------------------------------------------------------------------
-
-
-class PeekParams(QueueParams):
-    count: int = Field(10, ge=1, le=500, description="how many messages from the head to look at")
-
-
-class PeekResult(ActionResult):
-    queue: str
-    count: int
-    messages: list[dict[str, Any]]
-    total_bytes: int
-    death_reasons: dict[str, int]
-    warnings: list[str]
 
 
 def _management_get(mgmt: ManagementClient, vhost: str, queue: str, count: int, timeout: float) -> list[Any]:
@@ -384,18 +302,6 @@ def peek(ctx: ActionContext, params: PeekParams) -> PeekResult:
 # --- node_health ------------------------------------------------------------------------------
 
 
-class NodeHealthParams(_Params):
-    pass
-
-
-class NodeHealthResult(ActionResult):
-    ok: bool
-    nodes: list[dict[str, Any]]
-    running: int
-    total: int
-    problems: list[str]
-
-
 @action(
     "rabbitmq.node_health", summary="Every node: running, memory/disk alarms, partitions, file descriptors"
 )
@@ -436,22 +342,6 @@ def node_health(ctx: ActionContext, params: NodeHealthParams) -> NodeHealthResul
 
 
 # --- export_definitions -----------------------------------------------------------------------
-
-
-class ExportParams(_Params):
-    path: str = Field(description="file to write (created or replaced, mode 0600: it holds password hashes)")
-    vhost: str | None = Field(None, description="only this vhost's definitions; null for the whole broker")
-
-
-class ExportResult(ActionResult):
-    path: str
-    bytes: int
-    queues: int
-    exchanges: int
-    bindings: int
-    policies: int
-    users: int
-    vhosts: int
 
 
 @action("rabbitmq.export_definitions", summary="Back up the broker's definitions to a file (mode 0600)")
@@ -495,55 +385,6 @@ def export_definitions(ctx: ActionContext, params: ExportParams) -> ExportResult
 # --- move_messages (destructive) --------------------------------------------------------------
 
 
-class MoveParams(_Params):
-    source: str = Field(description="queue to take messages from (e.g. the DLQ)")
-    destination: str = Field(
-        description="queue to put them in (must exist; published via the default exchange)"
-    )
-    vhost: str = VHOST
-    mode: Literal["all", "first", "filter"] = Field(
-        "all",
-        description="all: every message present at start; first: the first `count` (canary); "
-        "filter: those whose headers match `match_headers` (non-matching stay in the source, in order)",
-    )
-    count: int | None = Field(None, ge=1, description="first: how many; filter: at most this many")
-    match_headers: dict[str, str] = Field(
-        default_factory=dict, description="filter: header name -> value (compared as text); all must match"
-    )
-    batch_size: int = Field(
-        500, ge=1, le=10000, description="max unconfirmed publishes in flight (client method)"
-    )
-    method: Literal["auto", "shovel", "client"] = Field(
-        "auto", description="auto: the shovel plugin for mode all, the confirming client otherwise"
-    )
-
-    @model_validator(mode="after")
-    def _coherent(self) -> MoveParams:
-        if self.source == self.destination:
-            raise ValueError("source and destination are the same queue")
-        if self.mode == "first" and self.count is None:
-            raise ValueError("mode first needs count")
-        if self.mode == "filter" and not self.match_headers:
-            raise ValueError("mode filter needs match_headers")
-        if self.mode != "filter" and self.match_headers:
-            raise ValueError("match_headers is only used with mode filter")
-        if self.method == "shovel" and self.mode != "all":
-            raise ValueError("the shovel method moves whole queues only (mode all)")
-        return self
-
-
-class MoveResult(ActionResult):
-    moved: int
-    method: Literal["shovel", "client"]
-    remaining: int
-    destination_depth: int
-    scanned: int
-    skipped: int
-    seconds: float
-    rate: float
-    warnings: list[str]
-
-
 def _pick_method(params: MoveParams) -> Literal["shovel", "client"]:
     if params.method != "auto":
         return params.method
@@ -565,7 +406,8 @@ def describe_move(ctx: ActionContext, params: MoveParams) -> str:
     how = (
         "via the shovel plugin (ack after confirm)"
         if _pick_method(params) == "shovel"
-        else f"with publisher confirms, at most {params.batch_size} unconfirmed at a time; the rest stay in order"
+        else f"with publisher confirms, at most {params.batch_size} unconfirmed at a time;"
+        " the rest stay in order"
     )
     busy = f"; note: {consumers} consumers are attached to the source" if consumers else ""
     return f"{what} {where} on vhost {params.vhost!r} {how}{busy}"
@@ -588,8 +430,17 @@ def move_messages(ctx: ActionContext, params: MoveParams) -> MoveResult:
     ready, _ = passive_counts(amqp, params.vhost, params.source, ctx.remaining())
     passive_counts(amqp, params.vhost, params.destination, ctx.remaining())
     method = _pick_method(params)
-    started = time.monotonic()
     warnings: list[str] = []
+    if method == "shovel" and not shovel_enabled(_mgmt(ctx), ctx.remaining()):
+        if params.method == "shovel":
+            raise ActionError(
+                "the shovel plugin is not enabled (rabbitmq-plugins enable rabbitmq_shovel"
+                " rabbitmq_shovel_management); use method client",
+                backend=BACKEND,
+            )
+        method = "client"
+        warnings.append("shovel plugin not enabled: moved with the confirming client instead")
+    started = time.monotonic()
     scanned = skipped = 0
     if method == "shovel":
         outcome = shovel_move(
@@ -627,23 +478,13 @@ def move_messages(ctx: ActionContext, params: MoveParams) -> MoveResult:
         seconds=round(seconds, 3),
         rate=round(moved / seconds, 1) if seconds > 0 else 0.0,
         warnings=warnings,
-        summary=f"moved {moved} messages {params.source} -> {params.destination} via {method} in {seconds:.1f}s"
+        summary=f"moved {moved} messages {params.source} -> {params.destination} via {method}"
+        f" in {seconds:.1f}s"
         f"; {remaining} left in {params.source}" + (f" ({skipped} did not match)" if skipped else ""),
     )
 
 
 # --- purge_queue (destructive) ----------------------------------------------------------------
-
-
-class PurgeParams(QueueParams):
-    max_messages: int | None = Field(
-        None, ge=0, description="refuse if the queue holds more ready messages than this (guardrail)"
-    )
-
-
-class PurgeResult(ActionResult):
-    queue: str
-    purged: int
 
 
 def describe_purge(ctx: ActionContext, params: PurgeParams) -> str:
@@ -665,28 +506,7 @@ def purge_queue(ctx: ActionContext, params: PurgeParams) -> PurgeResult:
     """Deletes the queue's ready messages (``rabbitmqctl purge_queue``): emergency only, e.g. a
     poison-message flood after it was sampled with ``rabbitmq.peek`` and backed up with
     ``rabbitmq.move_messages``. ``max_messages`` refuses when there are more than expected."""
-    amqp = _amqp(ctx)
-    conn = amqp.blocking(params.vhost, ctx.remaining())
-    try:
-        ch = conn.channel()
-        try:
-            ready = ch.queue_declare(params.queue, passive=True).method.message_count
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            raise ActionError(
-                f"queue {params.queue!r} not found on vhost {params.vhost!r} ({exc.reply_text})",
-                backend=BACKEND,
-            ) from None
-        if params.max_messages is not None and ready > params.max_messages:
-            raise GuardrailRefused(
-                f"queue {params.queue!r} holds {ready} ready messages, more than max_messages={params.max_messages}",
-                backend=BACKEND,
-            )
-        purged = ch.queue_purge(params.queue).method.message_count
-    finally:
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001
-            pass
+    purged = purge(_amqp(ctx), params.vhost, params.queue, params.max_messages, ctx.remaining())
     return PurgeResult(
         queue=params.queue, purged=purged, summary=f"purged {purged} messages from {params.queue}"
     )
@@ -695,71 +515,16 @@ def purge_queue(ctx: ActionContext, params: PurgeParams) -> PurgeResult:
 # --- close_connections (destructive) ----------------------------------------------------------
 
 
-class CloseConnectionsParams(_Params):
-    user: str | None = Field(None, description="only connections of this user")
-    client_name: str | None = Field(None, description="regex on the client-provided connection name")
-    idle_seconds: float | None = Field(None, ge=0, description="only connections idle at least this long")
-    peer_host: str | None = Field(None, description="client address, or a CIDR such as 10.0.0.0/8")
-    vhost: str | None = Field(None, description="only connections to this vhost")
-    reason: str = Field("closed by runbook", description="reason shown to the client")
-    max_connections: int = Field(20, ge=1, description="refuse if more connections than this match")
-
-
-class CloseConnectionsResult(ActionResult):
-    closed: list[dict[str, Any]]
-    count: int
-
-
 def _matching_connections(ctx: ActionContext, params: CloseConnectionsParams) -> list[dict[str, Any]]:
-    if not any(
-        v is not None for v in (params.user, params.client_name, params.idle_seconds, params.peer_host)
-    ):
-        raise GuardrailRefused(
-            "close_connections needs at least one filter (user, client_name, idle_seconds, peer_host)",
-            backend=BACKEND,
-        )
-    try:
-        pattern = re.compile(params.client_name) if params.client_name else None
-    except re.error as exc:
-        raise ActionError(
-            f"client_name {params.client_name!r} is not a valid regex: {exc}", backend=BACKEND
-        ) from None
-    mgmt = _mgmt(ctx)
-    conns = mgmt.get("/api/connections", timeout=ctx.remaining()) or []
-    channels = (
-        mgmt.get("/api/channels", timeout=ctx.remaining()) or [] if params.idle_seconds is not None else []
+    return matching_connections(
+        _mgmt(ctx),
+        user=params.user,
+        client_name=params.client_name,
+        idle_seconds=params.idle_seconds,
+        peer_host=params.peer_host,
+        vhost=params.vhost,
+        timeout=ctx.remaining(),
     )
-    by_conn: dict[str, list[dict[str, Any]]] = {}
-    for ch in channels:
-        by_conn.setdefault((ch.get("connection_details") or {}).get("name", ""), []).append(ch)
-    now = datetime.now(UTC)
-    found = []
-    for conn in conns:
-        if params.vhost is not None and conn.get("vhost") != params.vhost:
-            continue
-        ok, idle = connection_matches(
-            conn,
-            user=params.user,
-            client_name=pattern,
-            peer_host=params.peer_host,
-            idle_seconds=params.idle_seconds,
-            now=now,
-            channels=by_conn.get(conn.get("name", ""), []),
-        )
-        if ok:
-            found.append(
-                {
-                    "name": conn.get("name"),
-                    "user": conn.get("user"),
-                    "vhost": conn.get("vhost"),
-                    "peer_host": conn.get("peer_host"),
-                    "peer_port": conn.get("peer_port"),
-                    "client_name": (conn.get("client_properties") or {}).get("connection_name"),
-                    "channels": conn.get("channels"),
-                    "idle_seconds": None if idle is None else round(idle, 1),
-                }
-            )
-    return found
 
 
 def describe_close(ctx: ActionContext, params: CloseConnectionsParams) -> str:
@@ -818,93 +583,16 @@ def close_connections(ctx: ActionContext, params: CloseConnectionsParams) -> Clo
 # --- publish_canary ---------------------------------------------------------------------------
 
 
-class CanaryParams(_Params):
-    queue: str | None = Field(
-        None, description="dedicated canary queue to round-trip through; null: a temporary exclusive queue"
-    )
-    vhost: str = VHOST
-    timeout: float = Field(10.0, gt=0, le=300, description="seconds to wait for the canary to come back")
-    max_ahead: int = Field(
-        100, ge=0, description="refuse if the named queue already holds more messages than this"
-    )
-
-
-class CanaryResult(ActionResult):
-    ok: bool
-    queue: str
-    message_id: str
-    confirm_ms: float
-    round_trip_ms: float
-
-
 @action("rabbitmq.publish_canary", summary="End-to-end check: publish a marked message and consume it back")
 def publish_canary(ctx: ActionContext, params: CanaryParams) -> CanaryResult:
     """Publishes a marked message (with publisher confirm) and reads it back, measuring confirm and
     round-trip latency: "can the application connect, publish and consume" from the seeds' deployment
     validation. Without ``queue`` it uses a temporary exclusive queue (nothing left behind). With a
     named queue, messages ahead of the canary are left untouched and in order."""
-    amqp = _amqp(ctx)
     timeout = min(params.timeout, ctx.remaining())
-    conn = amqp.blocking(params.vhost, timeout)
-    marker = f"runbook-canary-{uuid.uuid4().hex}"
-    try:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        if params.queue is None:
-            queue = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
-        else:
-            queue = params.queue
-            try:
-                ahead = ch.queue_declare(queue, passive=True).method.message_count
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                raise ActionError(
-                    f"queue {queue!r} not found on vhost {params.vhost!r} ({exc.reply_text})", backend=BACKEND
-                ) from None
-            if ahead > params.max_ahead:
-                raise GuardrailRefused(
-                    f"queue {queue!r} holds {ahead} messages (> max_ahead={params.max_ahead}); use a dedicated canary"
-                    " queue",
-                    backend=BACKEND,
-                )
-        started = time.monotonic()
-        ch.basic_publish(
-            "",
-            queue,
-            b"canary",
-            pika.BasicProperties(
-                message_id=marker, timestamp=int(time.time()), headers={"x-runbook-canary": "1"}
-            ),
-            mandatory=True,
-        )
-        confirmed = time.monotonic()
-        found = False
-        end = started + timeout
-        while time.monotonic() < end and not found:
-            method, props, _ = ch.basic_get(queue, auto_ack=False)
-            if method is None:
-                time.sleep(0.01)
-                continue
-            if props.message_id == marker:
-                ch.basic_ack(method.delivery_tag)
-                found = True
-            # other messages stay unacknowledged: closing the channel requeues them in place
-        back = time.monotonic()
-        ch.close()
-    except pika.exceptions.UnroutableError:
-        raise ActionError(f"canary to queue {params.queue!r} was unroutable", backend=BACKEND) from None
-    except pika.exceptions.AMQPError as exc:
-        raise ActionError(redact(f"canary failed: {exc!r}"), backend=BACKEND) from None
-    finally:
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001
-            pass
-    confirm_ms = round((confirmed - started) * 1000, 2)
-    trip_ms = round((back - started) * 1000, 2)
-    if not found:
-        raise ActionError(
-            f"canary {marker} did not come back from {queue!r} within {timeout:.0f}s", backend=BACKEND
-        )
+    queue, marker, confirm_ms, trip_ms = canary_round_trip(
+        _amqp(ctx), params.vhost, params.queue, timeout=timeout, max_ahead=params.max_ahead
+    )
     return CanaryResult(
         ok=True,
         queue=queue,

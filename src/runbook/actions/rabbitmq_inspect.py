@@ -150,10 +150,10 @@ def progress_verdict(first: Sample, second: Sample) -> tuple[str, list[str]]:
     if second.messages == 0:
         # Nothing waiting; publishes went straight through to no-ack consumers or nothing happened.
         return ("progressing" if delivered > 0 else "idle"), evidence
-    if second.consumers == 0:
-        evidence.append("no consumers attached")
-    elif redelivered > 0 and redelivered >= delivered * 0.5:
+    if redelivered > 0 and redelivered >= delivered * 0.5:
         evidence.append("deliveries are mostly redeliveries: consumers reject/crash on the same messages")
+    elif second.consumers == 0:
+        evidence.append("no consumers attached")
     elif second.unacked > 0:
         evidence.append("consumers hold unacknowledged messages and complete none (stuck or slow handlers)")
     else:

@@ -94,7 +94,8 @@ class ManagementClient:
             raise ActionError(not_found, backend=BACKEND)
         if response.status_code == 401:
             raise ActionError(
-                f"management API at {self.display} refused the credentials (401); check RABBITMQ_MANAGEMENT_URL",
+                f"management API at {self.display} refused the credentials (401);"
+                " check RABBITMQ_MANAGEMENT_URL",
                 backend=BACKEND,
             )
         if response.status_code >= 400:

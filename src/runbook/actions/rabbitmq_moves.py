@@ -71,11 +71,32 @@ def header_matcher(match_headers: dict[str, str]) -> Matcher:
     return match
 
 
+@dataclass(eq=False)
+class _Segment:
+    """One consuming channel. Held (non-matching) messages stay unacknowledged on it until the end."""
+
+    ch: Any
+    tag: str | None = None
+    held: int = 0
+    pending: int = 0
+    prefetch: int = 0
+    cancelling: bool = False
+    cancelled: bool = False
+
+
 class ClientMover:
-    """Moves messages from ``source`` to ``destination`` over one AMQP channel with batched confirms.
+    """Moves messages from ``source`` to ``destination`` with batched publisher confirms.
 
     Scope is fixed at start: only the ``initial`` ready messages counted by a passive declare are
     considered (messages published during the move stay for a later run), up to ``limit`` moved.
+
+    Publishes go out on one confirm-mode channel; deliveries come in on consuming channels
+    ("segments"). A segment holds at most ``hold_limit`` non-matching messages: the broker acks a
+    delivery by walking the channel's unacknowledged list from its oldest entry, so one channel
+    holding every skipped message would make each ack cost O(skipped), quadratic over a large DLQ.
+    When a segment is full its consumer is cancelled and, once the cancel is confirmed (which the
+    broker sends after every earlier delivery) and its copies are confirmed, the next segment starts
+    consuming: deliveries stay in queue order and at most one batch is ever unconfirmed.
     """
 
     def __init__(
@@ -89,6 +110,7 @@ class ClientMover:
         batch_size: int = 500,
         deadline: float | None = None,
         idle_timeout: float = 3.0,
+        max_channels: int = 1000,
     ) -> None:
         self.params = params
         self.source = source
@@ -98,16 +120,17 @@ class ClientMover:
         self.batch_size = max(1, batch_size)
         self.deadline = deadline if deadline is not None else time.monotonic() + 3600
         self.idle_timeout = idle_timeout
+        self.max_channels = max_channels
+        self.hold_limit = 1000
         self.outcome = MoveOutcome()
         self.error: Exception | None = None
         self._conn: pika.SelectConnection | None = None
-        self._ch: Any = None
-        self._consumer_tag: str | None = None
+        self._pub: Any = None
+        self._segments: list[_Segment] = []
         self._initial = 0
         self._seq = 0
-        self._pending: dict[int, int] = {}  # publish seq -> source delivery tag
+        self._pending: dict[int, tuple[_Segment, int]] = {}  # publish seq -> (segment, delivery tag)
         self._order: deque[int] = deque()
-        self._prefetch = 0
         self._scan_done = False
         self._closing = False
         self._returned = False
@@ -134,7 +157,7 @@ class ClientMover:
         return self.outcome
 
     def _on_open(self, conn: pika.SelectConnection) -> None:
-        conn.channel(on_open_callback=self._on_channel)
+        conn.channel(on_open_callback=self._on_pub_channel)
         conn.ioloop.call_later(0.2, self._watchdog)
 
     def _on_open_error(self, conn: pika.SelectConnection, exc: BaseException) -> None:
@@ -148,66 +171,105 @@ class ClientMover:
             )
         conn.ioloop.stop()
 
-    def _on_channel(self, ch: Any) -> None:
-        self._ch = ch
-        ch.add_on_close_callback(self._on_channel_closed)
-        ch.add_on_return_callback(self._on_return)
-        ch.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)
-
-    def _on_confirm_mode(self, _frame: Any) -> None:
-        self._ch.queue_declare(self.destination, passive=True, callback=self._on_dest_ok)
-
-    def _on_dest_ok(self, _frame: Any) -> None:
-        self._ch.queue_declare(self.source, passive=True, callback=self._on_source_ok)
-
-    def _on_source_ok(self, frame: Any) -> None:
-        self._initial = frame.method.message_count
-        if self._initial == 0 or self.limit == 0:
-            self._scan_done = True
-            self.outcome.stopped = "source empty" if self._initial == 0 else "limit 0"
-            self._maybe_finish()
-            return
-        self._set_prefetch(self.batch_size)
-
-    def _set_prefetch(self, count: int, then_consume: bool = True) -> None:
-        self._prefetch = 0 if count > MAX_PREFETCH else count
-        callback = self._on_qos_first if then_consume and self._consumer_tag is None else None
-        self._ch.basic_qos(prefetch_count=self._prefetch, global_qos=True, callback=callback)
-
-    def _on_qos_first(self, _frame: Any) -> None:
-        self._consumer_tag = self._ch.basic_consume(self.source, self._on_message, auto_ack=False)
-
     def _on_channel_closed(self, ch: Any, reason: BaseException) -> None:
         if not self._closing and self.error is None:
             self.error = ActionError(
                 redact(f"channel closed by the broker mid-move: {reason}"), backend=BACKEND
             )
-        self._closing = True
-        if self._conn is not None and self._conn.is_open:
-            self._conn.close()
+        self._close()
+
+    def _on_pub_channel(self, ch: Any) -> None:
+        self._pub = ch
+        ch.add_on_close_callback(self._on_channel_closed)
+        ch.add_on_return_callback(self._on_return)
+        ch.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)
+
+    def _on_confirm_mode(self, _frame: Any) -> None:
+        self._pub.queue_declare(self.destination, passive=True, callback=self._on_dest_ok)
+
+    def _on_dest_ok(self, _frame: Any) -> None:
+        self._pub.queue_declare(self.source, passive=True, callback=self._on_source_ok)
+
+    def _on_source_ok(self, frame: Any) -> None:
+        self._initial = frame.method.message_count
+        self.hold_limit = max(1000, self._initial // 500)
+        if self._initial == 0 or self.limit == 0:
+            self._scan_done = True
+            self.outcome.stopped = "source empty" if self._initial == 0 else "limit 0"
+            self._maybe_finish()
+            return
+        self._new_segment()
+
+    # -- segments ----------------------------------------------------------------------------
+    def _new_segment(self) -> None:
+        if len(self._segments) >= self.max_channels:
+            self.outcome.warnings.append(
+                f"stopped after holding {self.outcome.skipped} non-matching messages on"
+                f" {len(self._segments)} channels; re-run to continue"
+            )
+            self._end_scan("too many non-matching messages held")
+            return
+        assert self._conn is not None
+        self._conn.channel(on_open_callback=self._on_segment_channel)
+
+    def _on_segment_channel(self, ch: Any) -> None:
+        seg = _Segment(ch=ch, prefetch=self.batch_size)
+        self._segments.append(seg)
+        ch.add_on_close_callback(self._on_channel_closed)
+        if self._scan_done:
+            return
+
+        def consume(_frame: Any) -> None:
+            if not self._scan_done:
+                seg.tag = ch.basic_consume(
+                    self.source, lambda _c, m, p, b: self._on_message(seg, m, p, b), auto_ack=False
+                )
+
+        # Channel-wide (global) qos: the only kind a running consumer picks up when it changes.
+        ch.basic_qos(prefetch_count=seg.prefetch, global_qos=True, callback=consume)
+
+    def _on_segment_cancelled(self, seg: _Segment) -> None:
+        seg.cancelled = True
+        self._maybe_next_segment()
+
+    def _maybe_next_segment(self) -> None:
+        seg = self._segments[-1] if self._segments else None
+        if seg and seg.cancelled and seg.pending == 0 and not self._scan_done:
+            seg.cancelled = False  # start exactly one successor
+            self._new_segment()
 
     # -- the move ------------------------------------------------------------------------------
-    def _on_message(self, ch: Any, method: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
+    def _on_message(self, seg: _Segment, method: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
         self._last_activity = time.monotonic()
         if self._scan_done:
             return  # beyond scope: left unacknowledged, requeued in place when the channel closes
         self.outcome.scanned += 1
         if self.matcher is None or self.matcher(props):
             self._seq += 1
-            self._pending[self._seq] = method.delivery_tag
+            self._pending[self._seq] = (seg, method.delivery_tag)
             self._order.append(self._seq)
-            ch.basic_publish("", self.destination, body, properties=props, mandatory=True)
+            seg.pending += 1
+            self._pub.basic_publish("", self.destination, body, properties=props, mandatory=True)
             if self.limit is not None and self.outcome.moved + len(self._pending) >= self.limit:
                 self._end_scan("limit reached")
         else:
             self.outcome.skipped += 1
-            # Held messages count against the prefetch window: widen it (channel-wide qos, the only
-            # kind a running consumer picks up) so undecided + unconfirmed messages stay one batch.
-            if (
-                self._prefetch
-                and self.outcome.skipped + self.batch_size > self._prefetch + self.batch_size // 4
-            ):
-                self._set_prefetch(self.outcome.skipped + self.batch_size, then_consume=False)
+            seg.held += 1
+            if seg.held >= self.hold_limit and not seg.cancelling:
+                seg.cancelling = True
+                seg.ch.basic_cancel(seg.tag, callback=lambda _f: self._on_segment_cancelled(seg))
+                # The broker sends cancel-ok after every delivery it made to this consumer, so those
+                # late deliveries are still part of the ordered scan. pika would reject (requeue)
+                # them as "cancelled", which lets them come back after the next segment's messages
+                # and reorders the destination: keep them flowing to our callback until cancel-ok.
+                cancelled = getattr(seg.ch, "_cancelled", None)
+                if isinstance(cancelled, set):
+                    cancelled.discard(seg.tag)
+            elif seg.held + self.batch_size > seg.prefetch + self.batch_size // 4:
+                # Held messages count against the window: widen it so undecided + unconfirmed
+                # messages stay within one batch.
+                seg.prefetch = min(MAX_PREFETCH, seg.held + self.batch_size)
+                seg.ch.basic_qos(prefetch_count=seg.prefetch, global_qos=True)
         if self.outcome.scanned >= self._initial:
             self._end_scan("scanned every message present at start")
 
@@ -216,8 +278,10 @@ class ClientMover:
             return
         self._scan_done = True
         self.outcome.stopped = why
-        if self._consumer_tag is not None and self._ch is not None and self._ch.is_open:
-            self._ch.basic_cancel(self._consumer_tag)
+        for seg in self._segments:
+            if seg.tag is not None and not seg.cancelling and seg.ch.is_open:
+                seg.cancelling = True
+                seg.ch.basic_cancel(seg.tag)
         self._maybe_finish()
 
     def _on_return(self, ch: Any, method: Any, props: BasicProperties, body: bytes) -> None:
@@ -226,8 +290,8 @@ class ClientMover:
         if not self._returned:
             self._returned = True
             self.error = ActionError(
-                f"destination {self.destination!r} did not accept a message ({method.reply_text}); move stopped,"
-                " unconfirmed messages stay in the source",
+                f"destination {self.destination!r} did not accept a message ({method.reply_text});"
+                " move stopped, unconfirmed messages stay in the source",
                 backend=BACKEND,
             )
             self._end_scan("message returned unroutable")
@@ -243,21 +307,24 @@ class ClientMover:
         else:
             seqs = [tag]
         for seq in seqs:
-            source_tag = self._pending.pop(seq, None)
-            if source_tag is None:
+            entry = self._pending.pop(seq, None)
+            if entry is None:
                 continue
-            if ack and not self._returned:
+            seg, source_tag = entry
+            seg.pending -= 1
+            if ack and not self._returned and seg.ch.is_open:
                 # multiple=False: held (non-matching) messages sit between these tags.
-                self._ch.basic_ack(source_tag)
+                seg.ch.basic_ack(source_tag)
                 self.outcome.moved += 1
         if not ack and self.error is None:
             self.error = ActionError(
-                f"broker refused (nack) a publish to {self.destination!r}; move stopped, the message stays"
-                " in the source",
+                f"broker refused (nack) a publish to {self.destination!r}; move stopped, the message"
+                " stays in the source",
                 backend=BACKEND,
             )
             self._end_scan("publish nacked")
         self.outcome.confirmed_batches += 1
+        self._maybe_next_segment()
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
@@ -265,12 +332,15 @@ class ClientMover:
             self._close()
 
     def _close(self) -> None:
+        if self._closing:
+            return
         self._closing = True
-        if self._ch is not None and self._ch.is_open:
-            # Closing the channel requeues every held and beyond-scope message at its position.
-            self._ch.close()
+        # Closing the connection closes every channel: the broker requeues each held and
+        # beyond-scope message at its original position.
         if self._conn is not None and self._conn.is_open:
             self._conn.close()
+        elif self._conn is not None:
+            self._conn.ioloop.stop()
 
     def _watchdog(self) -> None:
         if self._closing:
@@ -280,7 +350,7 @@ class ClientMover:
             if now >= self.deadline:
                 self.outcome.warnings.append("stopped at the step's time budget before scanning everything")
                 self._end_scan("time budget reached")
-            elif now - self._last_activity > self.idle_timeout and not self._pending and self._consumer_tag:
+            elif now - self._last_activity > self.idle_timeout and not self._pending and self._segments:
                 self._end_scan("no more messages arrived (others may be consuming the source)")
         elif self._pending and now >= self.deadline + 10:
             # Confirms never came: give up; unacknowledged source copies requeue when we close.
@@ -346,7 +416,8 @@ def shovel_move(
         path,
         timeout=remaining,
         json={"value": value},
-        not_found="shovel plugin is not enabled (rabbitmq-plugins enable rabbitmq_shovel rabbitmq_shovel_management)",
+        not_found="shovel plugin is not enabled"
+        " (rabbitmq-plugins enable rabbitmq_shovel rabbitmq_shovel_management)",
     )
     states: list[str] = []
     while True:
@@ -375,8 +446,17 @@ def shovel_move(
         time.sleep(0.05 if now - started < 1 else 0.2)
 
 
+def shovel_enabled(mgmt: ManagementClient, timeout: float) -> bool:
+    """Whether a running node has the shovel plugin (``enabled_plugins`` of ``/api/nodes``)."""
+    nodes = mgmt.get("/api/nodes", timeout=timeout, params={"columns": "name,running,enabled_plugins"}) or []
+    return any(n.get("running") and "rabbitmq_shovel" in (n.get("enabled_plugins") or []) for n in nodes)
+
+
 def _shovel_status(mgmt: ManagementClient, vhost: str, name: str, timeout: float) -> dict[str, Any] | None:
-    rows = mgmt.get(f"/api/shovels/{q(vhost)}", timeout=timeout, not_found="no shovels") or []
+    try:  # /api/shovels needs rabbitmq_shovel_management; without it we only watch the parameter
+        rows = mgmt.get(f"/api/shovels/{q(vhost)}", timeout=timeout, not_found="no shovel status") or []
+    except ActionError:
+        return None
     for row in rows:
         if row.get("name") == name:
             return row
