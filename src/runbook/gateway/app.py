@@ -1,0 +1,224 @@
+"""The HTTP gateway: PagerDuty webhooks in, health and metrics out, Slack interactivity mounted.
+
+PagerDuty waits 5 s for a 2xx, retries 5xx and disables a subscription after three failed deliveries,
+so the webhook path does the least that makes an event safe: verify the signature over the raw body,
+parse, match playbooks, and write the delivery and its run claims to the store in one short
+transaction (or, if the store does not answer within ``STORE_BUDGET`` seconds, to a local fsynced
+spool). Starting the Prefect flow runs happens afterwards in :class:`RunStarter`, which retries while
+Prefect is down. Nothing about a request that fails the signature check is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from runbook.config import Settings, data_dir
+from runbook.gateway import metrics
+from runbook.gateway.intake_store import Accepted, IntakeStore
+from runbook.gateway.pagerduty_events import (
+    MalformedEvent,
+    PlaybookCatalog,
+    matching_playbooks,
+    parse_event,
+    verify_signature,
+)
+from runbook.gateway.starter import RunStarter, Spool, resolved_note
+from runbook.redact import redact
+from runbook.timeline.database import Database
+from runbook.timeline.store import TimelineStore
+
+log = logging.getLogger("runbook.gateway")
+MAX_BODY = 256 * 1024  # PagerDuty drops anything larger; so do we, before reading it all
+STORE_BUDGET = 2.0  # seconds the request may wait for the store before spooling locally
+
+
+@dataclass
+class Gateway:
+    """Everything the routes need; one per app."""
+
+    settings: Settings
+    db: Database
+    intake: IntakeStore
+    timeline: TimelineStore
+    catalog: PlaybookCatalog
+    starter: RunStarter
+    spool: Spool
+
+
+def _gateway(source: Any, prefect_api_url: str | None) -> Gateway:
+    from runbook import redact as redactor
+
+    if source is None or isinstance(source, Settings):
+        settings = source or Settings.from_env()
+        db = Database.from_url(settings.database_url)
+        registry = None
+    else:  # a compiler.runtime.Runtime
+        settings, db, registry = source.settings, source.store.db, source.registry
+        db.ensure_schema()
+    redactor.register(settings.secrets())
+    intake, timeline = IntakeStore(db), TimelineStore(db)
+    spool = Spool(
+        data_dir() / "gateway-spool" / hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    )
+    starter = RunStarter(intake, timeline, prefect_api_url or settings.prefect_api_url, spool=spool)
+    return Gateway(
+        settings, db, intake, timeline, PlaybookCatalog(settings.playbooks, registry), starter, spool
+    )
+
+
+def _answer(status: int, outcome: str, **extra: Any) -> JSONResponse:
+    metrics.webhook(outcome)
+    return JSONResponse({"status": outcome, **extra}, status_code=status)
+
+
+def create_app(
+    source: Any = None, *, prefect_api_url: str | None = None, run_starter: bool = True
+) -> FastAPI:
+    """The gateway app for a ``Runtime`` or ``Settings`` (default: settings from the environment).
+
+    ``run_starter=False`` accepts webhooks without starting runs (used to measure intake alone)."""
+    gw = _gateway(source, prefect_api_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        if run_starter:
+            gw.starter.start()
+        try:
+            yield
+        finally:
+            gw.starter.stop()
+
+    app = FastAPI(title="runbook gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gw
+
+    @app.post("/webhooks/pagerduty")
+    async def pagerduty_webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        webhook_id = (request.headers.get("x-webhook-id") or "")[:200]
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY:
+            log.warning(
+                "webhook %s refused: %s bytes is over the %d byte limit", webhook_id, declared, MAX_BODY
+            )
+            return _answer(413, "too_large")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                log.warning("webhook %s refused: body over the %d byte limit", webhook_id, MAX_BODY)
+                return _answer(413, "too_large")
+        raw = bytes(body)
+        if not verify_signature(
+            raw, request.headers.get("x-pagerduty-signature"), gw.settings.pagerduty_webhook_secrets
+        ):
+            why = (
+                "no secrets configured"
+                if not gw.settings.pagerduty_webhook_secrets
+                else "bad or missing signature"
+            )
+            log.warning("webhook %s refused (401): %s; %d bytes", webhook_id or "-", why, len(raw))
+            return _answer(401, "unauthorized")
+        try:
+            event = parse_event(json.loads(raw))
+        except (ValueError, MalformedEvent) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            log.warning(
+                "webhook %s malformed (400): %s; %d bytes", webhook_id or "-", type(exc).__name__, len(raw)
+            )
+            return _answer(400, "malformed", error="body is not a PagerDuty V3 webhook event")
+        resolved = event.event_type == "incident.resolved"
+        playbooks = [pb.name for pb in matching_playbooks(gw.catalog.playbooks(), event)]
+        if not playbooks and not resolved:
+            log.info(
+                "webhook %s %s for %s: no playbook matches, ignored",
+                webhook_id or "-",
+                event.event_type,
+                (event.incident or {}).get("id"),
+            )
+            return _answer(202, "ignored", event_type=event.event_type)
+        delivery_id = webhook_id or (
+            f"event:{event.event_id}" if event.event_id else "sha256:" + hashlib.sha256(raw).hexdigest()
+        )
+        record = dict(
+            delivery_id=delivery_id,
+            event_id=event.event_id or None,
+            event_type=event.event_type,
+            incident=event.incident,
+            playbooks=playbooks,
+            size=len(raw),
+            resolved=resolved,
+        )
+        try:
+            accepted: Accepted = await asyncio.wait_for(
+                asyncio.to_thread(gw.intake.accept, **record), timeout=STORE_BUDGET
+            )
+        except Exception as exc:  # noqa: BLE001 - store down or slow: keep the event locally instead
+            try:
+                await asyncio.to_thread(gw.spool.put, record)
+            except OSError as spool_exc:
+                log.error(
+                    "webhook %s lost: store (%s) and spool (%s) both failed",
+                    delivery_id,
+                    redact(str(exc))[:200],
+                    spool_exc,
+                )
+                return _answer(503, "unavailable")
+            log.warning(
+                "webhook %s spooled locally; store: %s",
+                delivery_id,
+                redact(f"{type(exc).__name__}: {exc}")[:200],
+            )
+            gw.starter.wake()
+            return _answer(202, "spooled")
+        finally:
+            metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
+        if accepted.duplicate:
+            log.info("webhook %s is a duplicate delivery: nothing new", delivery_id)
+            return _answer(202, "duplicate")
+        incident_id = (event.incident or {}).get("id")
+        for run_id, _playbook in accepted.runs_to_note or []:
+            await asyncio.to_thread(resolved_note, gw.timeline, run_id, str(incident_id), event.agent)
+        if accepted.new_claims:
+            gw.starter.wake()
+        log.info(
+            "webhook %s %s for incident %s: new runs %s",
+            delivery_id,
+            event.event_type,
+            incident_id,
+            accepted.new_claims or "none",
+        )
+        return _answer(
+            202, "accepted", runs=accepted.new_claims or [], noted=len(accepted.runs_to_note or [])
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        try:
+            ok = await asyncio.wait_for(asyncio.to_thread(gw.db.ping), timeout=3)
+        except TimeoutError:
+            ok = False
+        if not ok:
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "store": "ok"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        text, content_type = metrics.render()
+        return Response(text, media_type=content_type)
+
+    try:
+        from runbook.gateway.slack_routes import router as slack_router  # type: ignore[import-not-found]
+    except ImportError:
+        log.debug("Slack interactivity routes not available in this build")
+    else:
+        app.include_router(slack_router)
+    return app

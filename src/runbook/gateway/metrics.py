@@ -1,0 +1,85 @@
+"""Prometheus metrics of the gateway and the runs it starts, on a registry of our own.
+
+A private ``CollectorRegistry`` (not prometheus_client's global one) keeps ``/metrics`` to what runbook
+means and lets tests build several apps in one process. Other modules record through the small
+functions below (e.g. the approvals code calls :func:`observe_approval_latency`), so nobody needs to
+know metric names or label sets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WEBHOOKS = Counter(
+    "runbook_webhooks_total",
+    "PagerDuty webhook deliveries by outcome (accepted, duplicate, ignored, unauthorized, malformed, "
+    "too_large, spooled)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+RUNS_STARTED = Counter(
+    "runbook_runs_started_total",
+    "Flow runs the gateway created, by playbook and trigger",
+    ["playbook", "trigger"],
+    registry=REGISTRY,
+)
+RUN_START_FAILURES = Counter(
+    "runbook_run_start_failures_total",
+    "Attempts to create a flow run that failed (Prefect down, deployment missing); retried",
+    ["playbook", "reason"],
+    registry=REGISTRY,
+)
+APPROVAL_LATENCY = Histogram(
+    "runbook_approval_latency_seconds",
+    "Time from an approval request to its decision, by outcome",
+    ["outcome"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+    registry=REGISTRY,
+)
+STEP_DURATION = Histogram(
+    "runbook_step_duration_seconds",
+    "Duration of executed steps by action",
+    ["action"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+STEP_FAILURES = Counter(
+    "runbook_step_failures_total", "Failed steps by action", ["action"], registry=REGISTRY
+)
+INTAKE_SECONDS = Histogram(
+    "runbook_webhook_intake_seconds",
+    "Time to verify and durably accept one webhook (the part PagerDuty waits for)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+
+
+def webhook(outcome: str) -> None:
+    WEBHOOKS.labels(outcome=outcome).inc()
+
+
+def run_started(playbook: str, trigger: str = "pagerduty") -> None:
+    RUNS_STARTED.labels(playbook=playbook, trigger=trigger).inc()
+
+
+def run_start_failed(playbook: str, reason: str) -> None:
+    RUN_START_FAILURES.labels(playbook=playbook, reason=reason).inc()
+
+
+def observe_approval_latency(seconds: float, outcome: str = "approved") -> None:
+    """Called by the approvals code when a request is decided (approved, denied, expired)."""
+    APPROVAL_LATENCY.labels(outcome=outcome).observe(max(0.0, seconds))
+
+
+def observe_step(action: str, seconds: float, failed: bool = False) -> None:
+    """Called once per executed step (by the engine or a timeline sink)."""
+    STEP_DURATION.labels(action=action).observe(max(0.0, seconds))
+    if failed:
+        STEP_FAILURES.labels(action=action).inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
