@@ -201,3 +201,43 @@ def test_healthz_503_when_store_unreachable(gw_settings: Settings, tmp_path) -> 
     assert gw.spool.drain(gw.intake) == 1
     assert gw.intake.claims("PSPL001")[0]["status"] == "pending"
     TimelineStore(good)  # store intact
+
+
+def test_metrics_follow_steps_recorded_by_any_process(client) -> None:
+    """Steps run in flow-run processes; /metrics reads their events from the shared store."""
+    from runbook.timeline.events import Event, Kind
+
+    store = client.app.state.gateway.timeline
+    action = "rabbitmq.metrics_probe_action"
+    store.append(
+        Event(
+            run_id="run-m1",
+            kind=Kind.STEP_SUCCEEDED,
+            summary="ok",
+            step_id="a",
+            details={"action": action, "seconds": 0.3},
+        )
+    )
+    store.append(
+        Event(
+            run_id="run-m1",
+            kind=Kind.STEP_FAILED,
+            summary="boom",
+            step_id="b",
+            details={"action": action, "seconds": 1.2, "error": "x"},
+        )
+    )
+    store.append(
+        Event(
+            run_id="run-m1",
+            kind=Kind.STEP_FAILED,
+            summary="retrying",
+            step_id="b",
+            details={"action": action, "error": "x", "will_retry": True},
+        )
+    )
+    text = client.get("/metrics").text
+    assert f'runbook_step_duration_seconds_count{{action="{action}"}} 2.0' in text
+    assert f'runbook_step_failures_total{{action="{action}"}} 1.0' in text
+    again = client.get("/metrics").text  # a second scrape does not count the same events twice
+    assert f'runbook_step_failures_total{{action="{action}"}} 1.0' in again

@@ -210,8 +210,14 @@ def create_app(
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "store": "ok"})
 
+    follower = metrics.StoreFollower(gw.timeline)
+
     @app.get("/metrics")
     async def prometheus() -> Response:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(follower.sync), timeout=3)
+        except Exception as exc:  # noqa: BLE001 - metrics of the gateway itself still answer
+            log.warning("metrics: could not read step events from the store: %s", exc)
         text, content_type = metrics.render()
         return Response(text, media_type=content_type)
 

@@ -8,6 +8,9 @@ know metric names or label sets.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -78,6 +81,57 @@ def observe_step(action: str, seconds: float, failed: bool = False) -> None:
     STEP_DURATION.labels(action=action).observe(max(0.0, seconds))
     if failed:
         STEP_FAILURES.labels(action=action).inc()
+
+
+class StoreFollower:
+    """Feeds step and approval metrics from the shared timeline store at scrape time.
+
+    Steps run in flow-run processes (workers, the fast lane, the CLI), not in the gateway that serves
+    ``/metrics``; the store is where all of them meet. Each scrape reads only the events added since
+    the previous one, so the cost is proportional to new activity.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.last_id = 0
+        self._lock = threading.Lock()
+
+    def sync(self) -> None:
+        from runbook.timeline.events import Kind
+
+        kinds = [
+            Kind.STEP_SUCCEEDED,
+            Kind.STEP_FAILED,
+            Kind.APPROVAL_APPROVED,
+            Kind.APPROVAL_DENIED,
+            Kind.APPROVAL_EXPIRED,
+        ]
+        with self._lock:
+            while True:
+                events = self.store.events_since(self.last_id, kinds)
+                if not events:
+                    return
+                for e in events:
+                    self.last_id = max(self.last_id, e.id or 0)
+                    self._observe(e)
+
+    @staticmethod
+    def _observe(event: Any) -> None:
+        d = event.details or {}
+        kind = event.kind.value
+        if kind.startswith("step."):
+            if d.get("will_retry"):
+                return
+            seconds = d.get("seconds")
+            action = str(d.get("action") or "unknown")
+            if seconds is not None:
+                STEP_DURATION.labels(action=action).observe(max(0.0, float(seconds)))
+            if kind == "step.failed":
+                STEP_FAILURES.labels(action=action).inc()
+        else:
+            waited = d.get("waited_seconds")
+            if waited is not None:
+                observe_approval_latency(float(waited), kind.split(".", 1)[1])
 
 
 def render() -> tuple[bytes, str]:

@@ -148,6 +148,19 @@ class TimelineStore:
         rows = self.db.query(
             "SELECT * FROM runbook_events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after_id)
         )
+        return self._events(rows)
+
+    def events_since(self, after_id: int, kinds: list[Kind], limit: int = 5000) -> list[Event]:
+        """Events of every run after ``after_id`` (for followers such as the metrics exporter)."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self.db.query(
+            f"SELECT * FROM runbook_events WHERE id > ? AND kind IN ({marks}) ORDER BY id LIMIT {int(limit)}",
+            (after_id, *[k.value for k in kinds]),
+        )
+        return self._events(rows)
+
+    @staticmethod
+    def _events(rows: list[dict[str, Any]]) -> list[Event]:
         return [
             Event(
                 id=r["id"],
