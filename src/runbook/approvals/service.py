@@ -1,0 +1,244 @@
+"""Deciding approvals: the one code path the Slack route and the CLI share.
+
+A channel identifies the person (a verified Slack request, or the local operator at the CLI) and
+calls :meth:`Approvals.vote`. The policy is checked, the vote recorded in the store, and every
+outcome becomes a timeline event (approved, denied, expired, refused, or a partial-quorum note) with
+actor, time, reason and plan hash. The waiting run learns of the decision from the store, and the
+deciding channel also nudges the paused Prefect run directly so it resumes without waiting a tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from runbook.approvals.policy import Identity, PolicyFile
+from runbook.approvals.store import ApprovalStore, RequestRow
+from runbook.config import Settings
+from runbook.spec.durations import format_duration
+from runbook.timeline.events import Kind
+from runbook.timeline.recorder import Recorder, Sink
+from runbook.timeline.store import TimelineStore
+
+log = logging.getLogger("runbook.approvals")
+
+AUTHORISED_CHANNELS = ("slack", "cli")
+
+
+@dataclass
+class VoteResult:
+    """What a channel tells the person: ``ok`` is False when nothing was (or could be) recorded."""
+
+    ok: bool
+    message: str
+    state: str  # decided | counted | duplicate | closed | refused | missing
+    row: RequestRow | None = None
+
+
+def short(digest: str) -> str:
+    return digest[:12]
+
+
+class Approvals:
+    """Approval decisions over one runbook store (any process: flow run, gateway, CLI)."""
+
+    def __init__(self, settings: Settings, timeline: TimelineStore, *, sinks_for: Any = None) -> None:
+        self.settings = settings
+        self.timeline = timeline
+        self.store = ApprovalStore(timeline.db)
+        self.policy = PolicyFile(settings.approvers_file)
+        self._sinks_for = sinks_for
+
+    # -- timeline ------------------------------------------------------------------------------
+    def recorder_for(self, run_id: str) -> Recorder:
+        """A recorder for a run this process does not execute (gateway, CLI): store + Slack thread."""
+        run = self.timeline.get_run(run_id) or {}
+        sinks: list[Sink] = []
+        if self._sinks_for is not None:
+            sinks = list(self._sinks_for(run_id))
+        else:
+            from runbook.approvals.slack_sink import sink_for_settings
+
+            slack = sink_for_settings(self.settings, self.timeline, run_id)
+            if slack is not None:
+                sinks.append(slack)
+        return Recorder(self.timeline, run_id, incident_id=run.get("incident_id"), sinks=sinks)
+
+    @staticmethod
+    def details(row: RequestRow, **extra: Any) -> dict[str, Any]:
+        return {
+            "request_id": row.id,
+            "plan_hash": row.plan_hash,
+            "action": row.request.action,
+            "attempt": row.request.attempt,
+            **extra,
+        }
+
+    # -- voting --------------------------------------------------------------------------------
+    def find(self, run_id: str, step_id: str) -> RequestRow | None:
+        return self.store.latest(run_id, step_id, status="pending")
+
+    def vote(
+        self,
+        row: RequestRow,
+        who: Identity,
+        *,
+        approve: bool,
+        reason: str | None,
+        channel: str,
+        recorder: Recorder | None = None,
+        resume_now: bool = True,
+    ) -> VoteResult:
+        """Record one person's Approve/Deny on ``row``, under the policy, once.
+
+        ``resume_now=False`` leaves resuming the paused run to the caller's background work (the
+        gateway must acknowledge Slack first)."""
+        if channel not in AUTHORISED_CHANNELS:
+            why = f"decisions through '{channel}' are not accepted"
+            return self.refuse(row, who.user, why, channel, recorder)
+        rec = recorder or self.recorder_for(row.run_id)
+        if row.status == "pending" and row.expires_at <= datetime.now(UTC):
+            self.expire(row, rec)
+            return VoteResult(False, f"{row.request.step_title}: the approval request expired", "closed", row)
+        verdict = self.policy.get().check(row.request, who)
+        if not verdict.allowed:
+            return self.refuse(row, verdict.person, verdict.why, channel, rec)
+        out = self.store.vote(row.id, verdict.person, approve, reason, channel, row.plan_hash)
+        step = row.request.step_title
+        if out.result == "closed":
+            fresh = out.row
+            what = f"already {fresh.status}" + (f" by {fresh.decided_by}" if fresh.decided_by else "")
+            return VoteResult(False, f"{step}: {what}; nothing changed", "closed", fresh)
+        if out.result == "duplicate":
+            text = f"{step}: your vote was already recorded; nothing changed"
+            return VoteResult(True, text, "duplicate", out.row)
+        verb = "approve" if approve else "deny"
+        if out.result == "counted":
+            n = len({v["approver"] for v in out.votes if v["vote"] == "approve"})
+            need = row.request.min_approvals
+            rec.emit(
+                Kind.NOTE,
+                f"{step}: approved by {verdict.person} ({n} of {need} approvals needed)",
+                step_id=row.step_id,
+                actor=verdict.person,
+                details=self.details(
+                    row, vote=verb, reason=reason, channel=channel, partial=True, approvals=n, needed=need
+                ),
+            )
+            return VoteResult(
+                True,
+                f"{step}: your approval is recorded ({n} of {need}); waiting for {need - n} more",
+                "counted",
+                out.row,
+            )
+        fresh = out.row
+        kind = Kind.APPROVAL_APPROVED if fresh.status == "approved" else Kind.APPROVAL_DENIED
+        why = f" — {reason}" if reason else ""
+        rec.emit(
+            kind,
+            f"{step}: {fresh.status} by {fresh.decided_by}{why} (plan {short(row.plan_hash)})",
+            step_id=row.step_id,
+            actor=verdict.person,
+            details=self.details(
+                fresh,
+                reason=reason,
+                channel=channel,
+                approvers=fresh.decided_by,
+                decided_at=fresh.decided_at.isoformat() if fresh.decided_at else None,
+            ),
+        )
+        if resume_now:
+            self.nudge(fresh)
+        return VoteResult(True, f"{step}: {fresh.status} by {fresh.decided_by}", "decided", fresh)
+
+    def refuse(
+        self, row: RequestRow, who: str, why: str, channel: str, recorder: Recorder | None
+    ) -> VoteResult:
+        rec = recorder or self.recorder_for(row.run_id)
+        rec.emit(
+            Kind.APPROVAL_REFUSED,
+            f"{row.request.step_title}: decision from {who} refused — {why}",
+            step_id=row.step_id,
+            actor=who,
+            details=self.details(row, why=why, channel=channel),
+        )
+        return VoteResult(False, f"Not recorded: {why}. Nothing was decided.", "refused", row)
+
+    def expire(self, row: RequestRow, recorder: Recorder | None = None) -> RequestRow | None:
+        """Undecided at its timeout: a denial, recorded once whoever notices first."""
+        reason = f"nobody decided within {format_duration(row.request.timeout_seconds)}"
+        closed = self.store.close(row.id, "expired", reason)
+        if closed is None:
+            return None
+        rec = recorder or self.recorder_for(row.run_id)
+        rec.emit(
+            Kind.APPROVAL_EXPIRED,
+            f"{row.request.step_title}: approval expired — {reason}; treated as denied",
+            step_id=row.step_id,
+            actor="runbook",
+            details=self.details(closed, reason=reason),
+        )
+        self.nudge(closed)
+        return closed
+
+    def flush_slack(self) -> None:
+        """Short-lived processes (CLI): post what this decision queued before exiting."""
+        if not self.settings.slack_bot_token:
+            return
+        from runbook.approvals.slack_sink import flush_outbox
+
+        try:
+            flush_outbox(self.settings, self.timeline)
+        except Exception as exc:  # noqa: BLE001 - stays in the outbox for the next flusher
+            log.warning("slack flush: %s", exc)
+
+    # -- resuming the paused run ---------------------------------------------------------------
+    def nudge(self, row: RequestRow) -> None:
+        """Best effort: resume the paused Prefect run now (its watcher would do it within a tick)."""
+        if not row.flow_run_id or not getattr(self, "resume_directly", True):
+            return
+        try:
+            resume_if_waiting(row.flow_run_id, row.id, row.status)
+        except Exception as exc:  # noqa: BLE001 - the waiting run's own watcher is the guarantee
+            log.debug("resume of flow run %s not done here: %s", row.flow_run_id, exc)
+
+
+PAUSE_KEY_PREFIX = "rb-approval-"
+
+
+def pause_key(request_id: int, nonce: str) -> str:
+    return f"{PAUSE_KEY_PREFIX}{request_id}-{nonce}"
+
+
+_client_lock = threading.Lock()
+_client: Any = None
+
+
+def _prefect_client() -> Any:
+    """One sync Prefect client per process for resumes (building one costs ~100 ms)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from prefect.client.orchestration import get_client
+
+            _client = get_client(sync_client=True).__enter__()
+        return _client
+
+
+def resume_if_waiting(flow_run_id: str, request_id: int, outcome: str) -> bool:
+    """Resume the run only if it is paused *for this request* (never another step's pause)."""
+    from uuid import UUID
+
+    client = _prefect_client()
+    run = client.read_flow_run(UUID(flow_run_id))
+    state = run.state
+    if state is None or not state.is_paused():
+        return False
+    key = state.state_details.pause_key or ""
+    if not key.startswith(f"{PAUSE_KEY_PREFIX}{request_id}-"):
+        return False
+    client.resume_flow_run(UUID(flow_run_id), run_input={"request_id": request_id, "outcome": outcome})
+    return True

@@ -1,0 +1,194 @@
+"""What runbook says in Slack: timeline lines, the approval request, the decided message.
+
+Written for someone woken at 3 a.m.: the first words say what happened, the step and who acted
+follow, times are UTC. An approval message shows the step, why it is proposed (evidence), the exact
+call with its rendered parameters and the action's own description, the plan hash, who may approve
+and when it expires. Button action ids are an enum: the gateway routes on them.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from runbook.approvals.store import RequestRow
+from runbook.redact import redact
+from runbook.spec.durations import format_duration
+from runbook.timeline.events import ICONS, Event, Kind
+
+MAX_TEXT = 2900  # Slack section text limit is 3000 characters
+
+
+class ApprovalAction(StrEnum):
+    APPROVE = "runbook_approve"
+    DENY = "runbook_deny"
+
+
+REASON_BLOCK = "runbook_reason"
+REASON_ACTION = "runbook_reason_input"
+
+LABELS = {
+    Kind.RUN_STARTED: "Run started",
+    Kind.RUN_FINISHED: "Run finished",
+    Kind.STEP_STARTED: "Started",
+    Kind.STEP_SUCCEEDED: "Done",
+    Kind.STEP_FAILED: "FAILED",
+    Kind.STEP_SKIPPED: "Skipped",
+    Kind.STEP_DRY_RUN: "Dry run",
+    Kind.APPROVAL_REQUESTED: "Approval needed",
+    Kind.APPROVAL_APPROVED: "Approved",
+    Kind.APPROVAL_DENIED: "Denied",
+    Kind.APPROVAL_EXPIRED: "Expired",
+    Kind.APPROVAL_VOIDED: "Approval void",
+    Kind.APPROVAL_REFUSED: "Refused",
+    Kind.NOTE: "Note",
+    Kind.FINDING: "Finding",
+}
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def event_text(event: Event) -> str:
+    """One timeline event as one Slack line (mrkdwn)."""
+    t = event.time.strftime("%H:%M:%S")
+    who = f" — _{event.actor}_" if event.actor else ""
+    icon = ICONS.get(event.kind, "·")
+    return _clip(f"`{t}Z` {icon} *{LABELS.get(event.kind, event.kind.value)}* {event.summary}{who}")
+
+
+def root_text(event: Event, run_id: str) -> str:
+    """The first message of a run's thread: what runs, why, for whom."""
+    d = event.details
+    incident = d.get("incident") or {}
+    lines = [f"{ICONS[Kind.RUN_STARTED]} *{d.get('playbook', 'run')}*: {event.summary}"]
+    bits = [f"run `{run_id}`", f"trigger {d.get('trigger', 'manual')}"]
+    if event.actor:
+        bits.append(f"by {event.actor}")
+    if incident.get("id"):
+        title = f" — {incident['title']}" if incident.get("title") else ""
+        bits.append(f"incident {incident.get('id')}{title}")
+    lines.append(" · ".join(bits))
+    if d.get("params"):
+        lines.append("params: " + ", ".join(f"`{k}={v}`" for k, v in d["params"].items()))
+    lines.append("_Every step of this run is posted in this thread._")
+    return _clip("\n".join(lines))
+
+
+def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
+    req = row.request
+    evidence = "\n".join(f"• *{k}*: {v}" for k, v in req.evidence.items()) or "_no earlier findings_"
+    params = json.dumps(req.params, indent=2, sort_keys=True, default=str)
+    who = ", ".join(req.approvers)
+    rules = [f"{req.min_approvals} approval{'s' if req.min_approvals > 1 else ''} needed"]
+    if req.two_person:
+        rules.append(f"not {req.requested_by}" if req.requested_by else "two-person rule")
+    kind = "Manual step" if req.kind == "manual" else "Approval needed"
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(f"{kind}: {req.step_title}", 150)}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _clip(
+                    f"*Playbook* `{req.playbook}` · *step* `{req.step_id}` · run `{req.run_id}`"
+                    + (f" · attempt {req.attempt}" if req.attempt > 1 else "")
+                    + f"\n*Why:*\n{evidence}"
+                ),
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _clip(
+                    f"*Will run* `{req.action}`:\n```{params}```\n*What it does:* {req.description}"
+                ),
+            },
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": _clip(
+                        f"plan `{req.plan_hash[:12]}` · approvers: {who} · {', '.join(rules)} · expires "
+                        f"{row.expires_at.strftime('%H:%M')} UTC ({format_duration(req.timeout_seconds)})",
+                        2000,
+                    ),
+                }
+            ],
+        },
+    ]
+
+
+def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The request while it waits: details, a reason field and Approve/Deny buttons."""
+    blocks = _request_blocks(row)
+    approvals = [v["approver"] for v in votes or [] if v["vote"] == "approve"]
+    if approvals:
+        so_far = (
+            f"approved so far by {', '.join(approvals)} ({len(approvals)} of {row.request.min_approvals})"
+        )
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(so_far)}]})
+    value = f"{row.id}:{row.plan_hash}"
+    blocks += [
+        {
+            "type": "input",
+            "block_id": REASON_BLOCK,
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Reason (optional)"},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": REASON_ACTION,
+                "placeholder": {"type": "plain_text", "text": "why approve or deny"},
+            },
+        },
+        {
+            "type": "actions",
+            "block_id": f"runbook_decide_{row.id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": ApprovalAction.APPROVE.value,
+                    "style": "primary",
+                    "value": value,
+                    "text": {"type": "plain_text", "text": "Approve"},
+                },
+                {
+                    "type": "button",
+                    "action_id": ApprovalAction.DENY.value,
+                    "style": "danger",
+                    "value": value,
+                    "text": {"type": "plain_text", "text": "Deny"},
+                },
+            ],
+        },
+    ]
+    return blocks
+
+
+def decided_text(row: RequestRow) -> str:
+    mark = {
+        "approved": "✅ *Approved*",
+        "denied": "⛔ *Denied*",
+        "expired": "⌛ *Expired* (treated as denied)",
+        "voided": "⊘ *Void* — the call changed; a new request was posted",
+    }.get(row.status, row.status)
+    when = row.decided_at.strftime("%H:%M:%S") + " UTC" if row.decided_at else ""
+    by = f" by {row.decided_by}" if row.decided_by and row.status != "expired" else ""
+    why = f" — “{row.reason}”" if row.reason else ""
+    return _clip(f"{mark}{by} at {when} via {row.channel or 'runbook'}{why}")
+
+
+def decided_blocks(row: RequestRow) -> list[dict[str, Any]]:
+    """The request once decided: same details, the outcome, and no buttons."""
+    return [*_request_blocks(row), {"type": "section", "text": {"type": "mrkdwn", "text": decided_text(row)}}]
+
+
+def request_fallback(row: RequestRow) -> str:
+    req = row.request
+    return _clip(f"Approval needed: {req.step_title} — {req.action} (plan {req.plan_hash[:12]})", 300)

@@ -1,0 +1,312 @@
+"""The gate a run blocks on: record the request, announce it, wait for the store to hold a decision.
+
+Inside a Prefect flow run the gate pauses the run (``pause_flow_run`` with a typed input, so the
+Prefect UI shows what is waiting and no CPU is burnt); a process-wide :class:`Watcher` thread reads
+the store and resumes the run once a decision is recorded or the approval's own timeout passed.
+Prefect's pause timeout is set beyond ours and never fires (it would fail the run). Whatever input a
+resume carries, the gate trusts only the store: a resume without a recorded decision (e.g. forged in
+the Prefect UI) is refused, recorded, and the run pauses again. Outside a flow run (tests,
+rehearsals) the gate simply waits on the watcher. A decision recorded while no process waited is
+found in the store when the run comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runbook.approvals.gate import Decision, GateRequest, Recorder
+from runbook.approvals.service import Approvals, pause_key, resume_if_waiting, short
+from runbook.approvals.store import RequestRow
+from runbook.spec.durations import format_duration
+from runbook.timeline.events import Kind
+
+log = logging.getLogger("runbook.approvals")
+
+PAUSE_MARGIN_SECONDS = 120.0
+
+
+@dataclass
+class _Waiter:
+    request_id: int
+    expires_at: datetime
+    recorder: Recorder
+    flow_run_id: str | None
+    done: threading.Event = field(default_factory=threading.Event)
+    status: str = "pending"
+    resumed: bool = False
+    resuming: bool = False
+
+
+class Watcher:
+    """One thread per process watching every waiting request: one query per tick, however many wait."""
+
+    def __init__(self, approvals: Approvals, interval: float = 0.2) -> None:
+        self.approvals = approvals
+        self.interval = interval
+        self._waiters: dict[int, _Waiter] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="approval-resume")
+
+    def add(self, waiter: _Waiter) -> None:
+        with self._lock:
+            self._waiters[waiter.request_id] = waiter
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="approval-watcher", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def remove(self, request_id: int) -> None:
+        with self._lock:
+            self._waiters.pop(request_id, None)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            with self._lock:
+                waiters = list(self._waiters.values())
+            if not waiters:
+                continue
+            try:
+                self._tick(waiters)
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must not kill the watcher
+                log.warning("approval watcher: %s", exc)
+
+    def _tick(self, waiters: list[_Waiter]) -> None:
+        statuses = self.approvals.store.statuses([w.request_id for w in waiters])
+        now = datetime.now(UTC)
+        for w in waiters:
+            status = statuses.get(w.request_id, "pending")
+            if status == "pending" and now >= w.expires_at:
+                row = self.approvals.store.get(w.request_id)
+                if row is not None:
+                    self.approvals.expire(row, w.recorder)
+                status = self.approvals.store.statuses([w.request_id]).get(w.request_id, status)
+            if status == "pending":
+                continue
+            w.status = status
+            w.done.set()
+            if w.flow_run_id and not w.resumed and not w.resuming:
+                w.resuming = True  # resumes run in parallel: one slow API call must not hold the others
+                self._pool.submit(self._resume, w)
+
+    @staticmethod
+    def _resume(w: _Waiter) -> None:
+        try:
+            if w.flow_run_id:
+                w.resumed = resume_if_waiting(w.flow_run_id, w.request_id, w.status)
+        except Exception as exc:  # noqa: BLE001 - retried next tick
+            log.debug("resume %s: %s", w.flow_run_id, exc)
+        finally:
+            w.resuming = False
+
+
+_watchers: dict[str, Watcher] = {}
+_watchers_lock = threading.Lock()
+
+
+def watcher_for(approvals: Approvals) -> Watcher:
+    with _watchers_lock:
+        key = approvals.timeline.db.url
+        if key not in _watchers:
+            _watchers[key] = Watcher(approvals)
+        _watchers[key].approvals = approvals
+        return _watchers[key]
+
+
+def approval_input_model() -> type:
+    """The typed input a paused run waits for (Prefect validates it; the store decides)."""
+    from prefect.input import RunInput
+
+    class ApprovalInput(RunInput):
+        request_id: int
+        outcome: str
+
+    return ApprovalInput
+
+
+def _current_flow_run_id() -> str | None:
+    try:
+        from prefect.context import FlowRunContext
+    except ImportError:
+        return None
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None
+
+
+class StoreGate:
+    """The real gate (``Runtime.gate()``): durable requests, policy-checked channels, expiry."""
+
+    def __init__(self, approvals: Approvals, *, console: bool = False, use_prefect: bool = True) -> None:
+        self.approvals = approvals
+        self.console = console
+        self.use_prefect = use_prefect
+
+    def request(self, req: GateRequest, recorder: Recorder) -> Decision:
+        flow_run_id = _current_flow_run_id() if self.use_prefect else None
+        earlier = self._earlier(req)
+        if isinstance(earlier, Decision):
+            return earlier
+        if earlier is not None:
+            row, created = earlier, False  # the same call is already waiting: wait on it, don't re-ask
+            if flow_run_id and row.flow_run_id != flow_run_id:
+                self.approvals.store.set_flow_run(row.id, flow_run_id)
+        else:
+            row, created = self.approvals.store.create(req, flow_run_id)
+        if row.decided:
+            return row.decision(self.approvals.store.votes(row.id))
+        if created or not self._announced(row):
+            self._announce(row, recorder)  # also when a worker died between recording and announcing
+        waiter = _Waiter(row.id, row.expires_at, recorder, flow_run_id)
+        watcher = watcher_for(self.approvals)
+        watcher.add(waiter)
+        try:
+            if flow_run_id:
+                self._pause_until_decided(row, waiter, recorder)
+            else:
+                waiter.done.wait()
+        finally:
+            watcher.remove(row.id)
+        final = self.approvals.store.get(row.id)
+        assert final is not None
+        return final.decision(self.approvals.store.votes(row.id))
+
+    def _earlier(self, req: GateRequest) -> Decision | RequestRow | None:
+        """The step's newest earlier request, after a restart or a re-ask.
+
+        Same call: its decision stands (made while nobody waited, it is not lost) or we keep waiting
+        on it. An approval of a *different* call found after a restart (the attempt counter started
+        again) is handed back once, marked void, so the engine voids it and asks again; on the
+        engine's own re-ask (higher attempt) it is only marked void. A pending request for a
+        different call is superseded."""
+        prev = self.approvals.store.latest(req.run_id, req.step_id)
+        if prev is None:
+            return None
+        if prev.plan_hash == req.plan_hash and prev.status != "voided":
+            return prev.decision(self.approvals.store.votes(prev.id)) if prev.decided else prev
+        if prev.status == "pending":
+            self.approvals.store.close(prev.id, "voided", "superseded: the call changed")
+        elif prev.status == "approved":
+            voided = self.approvals.store.close(prev.id, "voided", "the call changed", from_status="approved")
+            if voided is not None and req.attempt <= prev.request.attempt:
+                return prev.decision(self.approvals.store.votes(prev.id))
+        return None
+
+    def _announced(self, row: RequestRow) -> bool:
+        return any(
+            e.kind == Kind.APPROVAL_REQUESTED and e.details.get("request_id") == row.id
+            for e in self.approvals.timeline.events(row.run_id)
+        )
+
+    def _announce(self, row: RequestRow, recorder: Recorder) -> None:
+        req = row.request
+        policy = self.approvals.policy.get()
+        who = policy.members(req.approvers)
+        need = f"{req.min_approvals} approvals" if req.min_approvals > 1 else "1 approval"
+        recorder.emit(
+            Kind.APPROVAL_REQUESTED,
+            f"{req.step_title}: needs {need} from {', '.join(req.approvers)} within "
+            f"{format_duration(req.timeout_seconds)} — {req.description} (plan {short(req.plan_hash)})",
+            step_id=req.step_id,
+            actor=req.requested_by,
+            details={
+                "request_id": row.id,
+                "action": req.action,
+                "params": req.params,
+                "description": req.description,
+                "plan_hash": req.plan_hash,
+                "evidence": req.evidence,
+                "roles": req.approvers,
+                "approvers": who,
+                "min_approvals": req.min_approvals,
+                "two_person": req.two_person,
+                "kind": req.kind,
+                "timeout_seconds": req.timeout_seconds,
+                "expires_at": row.expires_at.isoformat(),
+                "attempt": req.attempt,
+                "step_title": req.step_title,
+                "playbook": req.playbook,
+            },
+        )
+        if not policy.members(req.approvers):
+            recorder.emit(
+                Kind.NOTE,
+                f"{req.step_title}: nobody is configured for roles "
+                f"{', '.join(req.approvers)} (RUNBOOK_APPROVERS); this request will expire unless "
+                "the approvers file is fixed",
+                step_id=req.step_id,
+            )
+        if self.console:
+            print(console_instructions(row, who), flush=True)
+
+    def _pause_until_decided(self, row: RequestRow, waiter: _Waiter, recorder: Recorder) -> None:
+        from prefect.flow_runs import pause_flow_run
+
+        model = approval_input_model()
+        while not waiter.done.is_set():
+            left = (row.expires_at - datetime.now(UTC)).total_seconds()
+            timeout = int(math.ceil(max(left, 0) + PAUSE_MARGIN_SECONDS))
+            waiter.resumed = False
+            got = pause_flow_run(
+                wait_for_input=model,
+                timeout=timeout,
+                poll_interval=1,
+                key=pause_key(row.id, uuid.uuid4().hex[:8]),
+            )
+            current = self.approvals.store.get(row.id)
+            if current is not None and current.decided:
+                return
+            request_id = getattr(got, "request_id", None)
+            other = self.approvals.store.get(request_id) if isinstance(request_id, int) else None
+            if other is not None and other.id != row.id and other.decided:
+                continue  # a late resume meant for an earlier request of this run: not a decision
+            recorder.emit(
+                Kind.APPROVAL_REFUSED,
+                f"{row.request.step_title}: a resume arrived through the Prefect API without a recorded "
+                "decision; ignored — still waiting for an approval through Slack or `runbook approve`",
+                step_id=row.step_id,
+                actor="prefect-api",
+                details={
+                    "request_id": row.id,
+                    "plan_hash": row.plan_hash,
+                    "channel": "prefect-api",
+                    "claimed": {"request_id": request_id, "outcome": getattr(got, "outcome", None)},
+                },
+            )
+
+
+def console_instructions(row: RequestRow, who: list[str]) -> str:
+    """What the console channel prints: the request and exactly how to answer it."""
+    req = row.request
+    import json
+
+    evidence = "; ".join(f"{k}: {v}" for k, v in req.evidence.items()) or "(none)"
+    cmd = f"runbook approve {req.run_id} {req.step_id}"
+    return "\n".join(
+        [
+            f"  ┌ APPROVAL NEEDED — {req.step_title} (step {req.step_id}, attempt {req.attempt})",
+            f"  │ call:    {req.action} {json.dumps(req.params, sort_keys=True, default=str)}",
+            f"  │ does:    {req.description}",
+            f"  │ why:     {evidence}",
+            f"  │ plan:    {short(req.plan_hash)}",
+            f"  │ who:     {', '.join(req.approvers)} ({', '.join(who) or 'nobody configured'}); "
+            f"{req.min_approvals} needed" + ("; not the requester" if req.two_person else ""),
+            f"  │ expires: {row.expires_at.strftime('%H:%M:%S')} UTC "
+            f"({format_duration(req.timeout_seconds)})",
+            f"  │ approve: {cmd} --as USER [--reason TEXT]",
+            f"  └ deny:    {cmd} --as USER --deny --reason TEXT",
+        ]
+    )
+
+
+def gate_kwargs(settings: Any) -> dict[str, Any]:
+    return {"console": not settings.slack_bot_token}

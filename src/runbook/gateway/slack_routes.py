@@ -1,0 +1,156 @@
+"""``POST /slack/interactions``: Approve/Deny clicks from Slack (DESIGN.md, HTTP gateway).
+
+The signature (``X-Slack-Signature`` v0 over the *raw* body, ``X-Slack-Request-Timestamp`` within
+5 minutes) is checked before anything is parsed; a missing secret, a bad or stale signature is a
+401 and nothing else happens. A verified click is decided synchronously (one short store
+transaction, so the 3 s acknowledgement holds) and the rest happens in the background: resuming
+the paused Prefect run, the ephemeral "why not" to a refused clicker, posting the outbox.
+
+The app includes ``router``; ``get_approvals`` is a dependency the app (or a test) may override.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from runbook.approvals.policy import Identity
+from runbook.approvals.service import Approvals, VoteResult
+from runbook.approvals.slack_blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction
+
+log = logging.getLogger("runbook.gateway.slack")
+
+router = APIRouter()
+
+
+@lru_cache(maxsize=1)
+def _default_approvals() -> Approvals:
+    from runbook.compiler.runtime import build_runtime
+
+    rt = build_runtime()
+    return Approvals(rt.settings, rt.store)
+
+
+def get_approvals() -> Approvals:
+    """The decision service for this gateway process (override in the app or tests)."""
+    return _default_approvals()
+
+
+def _unauthorized(why: str) -> Response:
+    log.warning("slack interaction refused: %s", why)
+    return JSONResponse({"error": "invalid request signature"}, status_code=401)
+
+
+def verify(secret: str | None, body: bytes, headers: Any) -> str | None:
+    """None when the request is Slack's; else why not (never echoing secrets or signatures)."""
+    if not secret:
+        return "no signing secret configured (RUNBOOK_SLACK_SIGNING_SECRET)"
+    timestamp = headers.get("X-Slack-Request-Timestamp")
+    signature = headers.get("X-Slack-Signature")
+    if not timestamp or not signature:
+        return "unsigned request"
+    from slack_sdk.signature import SignatureVerifier
+
+    try:
+        ok = SignatureVerifier(secret).is_valid(body=body, timestamp=timestamp, signature=signature)
+    except (ValueError, TypeError):
+        ok = False
+    return None if ok else "bad or stale signature"
+
+
+def _reason(payload: dict[str, Any]) -> str | None:
+    values = ((payload.get("state") or {}).get("values") or {}).get(REASON_BLOCK) or {}
+    text = (values.get(REASON_ACTION) or {}).get("value")
+    return text.strip()[:500] if isinstance(text, str) and text.strip() else None
+
+
+def _identity(approvals: Approvals, user: dict[str, Any]) -> Identity:
+    """Slack user id, plus the email when the bot may read it (users.info; optional, best effort)."""
+    email = None
+    if approvals.settings.slack_bot_token and user.get("id"):
+        try:
+            from runbook.approvals.slack_sink import make_client
+
+            info = make_client(approvals.settings, quick=True).users_info(user=user["id"])
+            email = ((info.get("user") or {}).get("profile") or {}).get("email")
+        except Exception as exc:  # noqa: BLE001 - the id alone still identifies the clicker
+            log.debug("users.info %s: %s", user.get("id"), exc)
+    return Identity(user=str(user.get("id") or ""), email=email, name=user.get("username"))
+
+
+def decide(approvals: Approvals, payload: dict[str, Any]) -> tuple[VoteResult | None, dict[str, Any]]:
+    """Apply one block_actions click; returns the result and where to tell the clicker."""
+    actions = payload.get("actions") or []
+    action = next((a for a in actions if a.get("action_id") in set(ApprovalAction)), None)
+    user = payload.get("user") or {}
+    where = {
+        "channel": (payload.get("container") or {}).get("channel_id")
+        or (payload.get("channel") or {}).get("id"),
+        "user": user.get("id"),
+    }
+    if payload.get("type") != "block_actions" or action is None:
+        return None, where  # e.g. typing in the reason field: nothing to decide
+    request_id, _, digest = str(action.get("value") or "").partition(":")
+    row = approvals.store.get(int(request_id)) if request_id.isdigit() else None
+    if row is None:
+        return VoteResult(False, "This approval request is unknown to runbook.", "missing"), where
+    if digest != row.plan_hash:
+        why = "the button does not match the plan it was posted for"
+        return approvals.refuse(row, str(user.get("id")), why, "slack", None), where
+    if row.status != "pending":
+        what = f"already {row.status}" + (f" by {row.decided_by}" if row.decided_by else "")
+        return VoteResult(False, f"{row.request.step_title}: {what}; nothing changed", "closed", row), where
+    who = _identity(approvals, user)
+    approve = action["action_id"] == ApprovalAction.APPROVE
+    return approvals.vote(
+        row, who, approve=approve, reason=_reason(payload), channel="slack", resume_now=False
+    ), where
+
+
+def _tell(approvals: Approvals, where: dict[str, Any], result: VoteResult) -> None:
+    if not approvals.settings.slack_bot_token or not where.get("channel") or not where.get("user"):
+        return
+    try:
+        from runbook.approvals.slack_sink import make_client
+
+        make_client(approvals.settings).chat_postEphemeral(
+            channel=where["channel"], user=where["user"], text=result.message
+        )
+    except Exception as exc:  # noqa: BLE001 - the timeline already holds the refusal
+        log.warning("ephemeral reply failed: %s", exc)
+
+
+def _after(approvals: Approvals, where: dict[str, Any], result: VoteResult | None) -> None:
+    """After the acknowledgement: resume the paused run, tell a refused clicker why, post the outbox."""
+    if result is not None and result.state == "decided" and result.row is not None:
+        approvals.nudge(result.row)
+    if result is not None and (not result.ok or result.state in ("duplicate", "counted")):
+        _tell(approvals, where, result)
+    if approvals.settings.slack_bot_token:
+        approvals.flush_slack()
+
+
+@router.post("/slack/interactions")
+async def slack_interactions(
+    request: Request, background: BackgroundTasks, approvals: Approvals = Depends(get_approvals)
+) -> Response:
+    body = await request.body()
+    problem = verify(approvals.settings.slack_signing_secret, body, request.headers)
+    if problem:
+        return _unauthorized(problem)
+    try:
+        payload = json.loads(parse_qs(body.decode("utf-8"), strict_parsing=False)["payload"][0])
+    except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+        return JSONResponse({"error": "expected form field 'payload' with JSON"}, status_code=400)
+    result, where = await run_in_threadpool(decide, approvals, payload)
+    background.add_task(_after, approvals, where, result)
+    if result is None:
+        return Response(status_code=200)
+    return JSONResponse({"ok": result.ok, "state": result.state, "text": result.message})

@@ -1,0 +1,168 @@
+"""The gate inside a real Prefect flow run (real server, real RabbitMQ for the gated purge): the run
+pauses with a typed input while waiting, a signed Slack click resumes it and the purge runs once; a
+resume forged through the Prefect API is refused and the run keeps waiting; expiry denies the run
+without Prefect's pause timeout ever firing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from runbook.approvals.service import Approvals
+from runbook.approvals.slack_blocks import ApprovalAction
+from runbook.compiler.flow import build_flow
+from runbook.compiler.runtime import cached_registry
+from runbook.config import Settings
+from runbook.spec.lint import lint_text
+from runbook.timeline.store import TimelineStore
+from tests.approvals.conftest import block_actions, click, wait_until
+from tests.support import rabbit
+
+TEXT = """
+name: purge-gated
+title: Purge a poisoned queue
+owner: platform-team
+params:
+  queue: {type: string, description: queue to purge}
+steps:
+  - id: look
+    title: Look at the queue
+    action: rabbitmq.queue_stats
+    with: {queue: "{{ params.queue }}"}
+  - id: purge
+    title: Purge the queue
+    action: rabbitmq.purge_queue
+    with: {queue: "{{ params.queue }}"}
+    approval: {approvers: [incident-commander], timeout: TIMEOUT}
+finally:
+  - id: wrapup
+    action: timeline.note
+    with: {text: "wrap-up for {{ params.queue }}"}
+"""
+
+
+@pytest.fixture
+def queue(rabbitmq_available: None, unique: str) -> Any:
+    name = f"approval-{unique}"
+    conn = rabbit.connect()
+    ch = conn.channel()
+    rabbit.declare(ch, name)
+    rabbit.publish_numbered(ch, name, 7)
+    yield name, ch
+    ch.queue_delete(name)
+    conn.close()
+
+
+class FlowThread:
+    def __init__(self, timeout: str, queue: str) -> None:
+        pb, problems = lint_text(TEXT.replace("TIMEOUT", timeout), "p.yaml", cached_registry())
+        assert not problems, problems
+        self.flow = build_flow(pb)
+        self.state: Any = None
+        self.thread = threading.Thread(target=self._run, args=(queue,), daemon=True)
+        self.thread.start()
+
+    def _run(self, queue: str) -> None:
+        self.state = self.flow(queue=queue, requested_by="carol", return_state=True)
+
+    def join(self, timeout: float = 60) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "flow did not finish"
+        return self.state
+
+
+def prefect_state(api: str, flow_run_id: str) -> dict[str, Any]:
+    return httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).json()["state"]
+
+
+def paused(api: str, approvals: Approvals) -> Any:
+    rows = approvals.store.pending()
+    if rows and rows[0].flow_run_id and prefect_state(api, rows[0].flow_run_id)["type"] == "PAUSED":
+        return rows[0]
+    return None
+
+
+def test_click_resumes_the_paused_flow_run_and_purges_once(
+    prefect_server: str,
+    slack_env: Settings,
+    timeline: TimelineStore,
+    approvals: Approvals,
+    gateway: TestClient,
+    queue: Any,
+    tmp_path: Path,
+) -> None:
+    name, ch = queue
+    run = FlowThread("2m", name)
+    row = wait_until(lambda: paused(prefect_server, approvals), timeout=30, what="paused flow run")
+    state = prefect_state(prefect_server, row.flow_run_id)
+    assert state["state_details"]["pause_key"].startswith(f"rb-approval-{row.id}-")
+    assert rabbit.ready(ch, name) == 7
+    r = click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, f"{row.id}:{row.plan_hash}"))
+    assert r.json()["state"] == "decided"
+    final = run.join()
+    assert final.is_completed(), final
+    assert rabbit.ready(ch, name) == 0
+    run_id = str(final.state_details.flow_run_id)
+    events = timeline.events(run_id)
+    assert [e.kind.value for e in events if e.step_id == "purge"] == [
+        "approval.requested",
+        "approval.approved",
+        "step.started",
+        "step.succeeded",
+    ]
+    assert "purged 7 messages" in next(
+        e.summary for e in events if e.kind == "step.succeeded" and e.step_id == "purge"
+    )
+
+
+def test_forged_resume_through_the_prefect_api_is_refused(
+    prefect_server: str,
+    slack_env: Settings,
+    timeline: TimelineStore,
+    approvals: Approvals,
+    gateway: TestClient,
+    queue: Any,
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    name, ch = queue
+    run = FlowThread("2m", name)
+    row = wait_until(lambda: paused(prefect_server, approvals), timeout=30, what="paused flow run")
+    # someone resumes it in the Prefect UI/API with input that claims an approval
+    resume_flow_run(UUID(row.flow_run_id), run_input={"request_id": row.id, "outcome": "approved"})
+    refused = wait_until(
+        lambda: [e for e in timeline.events(row.run_id) if e.kind == "approval.refused"],
+        timeout=20,
+        what="refusal",
+    )
+    assert refused[0].actor == "prefect-api" and refused[0].details["channel"] == "prefect-api"
+    wait_until(lambda: paused(prefect_server, approvals), timeout=20, what="paused again")
+    assert rabbit.ready(ch, name) == 7, "nothing was purged"
+    assert approvals.store.get(row.id).status == "pending"  # type: ignore[union-attr]
+    click(gateway, block_actions("U0BOB", ApprovalAction.DENY, f"{row.id}:{row.plan_hash}", reason="no"))
+    final = run.join()
+    assert final.is_failed() and "denied" in (final.message or "")
+    assert rabbit.ready(ch, name) == 7
+
+
+def test_expiry_inside_a_flow_run_is_a_denial_not_a_pause_timeout(
+    prefect_server: str,
+    slack_env: Settings,
+    timeline: TimelineStore,
+    approvals: Approvals,
+    queue: Any,
+) -> None:
+    name, ch = queue
+    final = FlowThread("3s", name).join()
+    assert final.is_failed() and final.message.startswith("denied"), final.message
+    run_id = str(final.state_details.flow_run_id)
+    purge = [e.kind.value for e in timeline.events(run_id) if e.step_id == "purge"]
+    assert purge == ["approval.requested", "approval.expired"]
+    assert rabbit.ready(ch, name) == 7
+    assert "wrapup" in {e.step_id for e in timeline.events(run_id) if e.kind == "step.succeeded"}
