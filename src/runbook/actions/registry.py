@@ -30,7 +30,6 @@ BUILTIN_MODULES = (
     "runbook.actions.postgres",
     "runbook.actions.kafka",
     "runbook.actions.kubernetes",
-    "runbook.actions.slack",
     "runbook.actions.pagerduty",
 )
 

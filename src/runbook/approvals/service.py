@@ -69,11 +69,13 @@ class Approvals:
 
     @staticmethod
     def details(row: RequestRow, **extra: Any) -> dict[str, Any]:
+        waited = (datetime.now(UTC) - row.created_at).total_seconds() if row.created_at else None
         return {
             "request_id": row.id,
             "plan_hash": row.plan_hash,
             "action": row.request.action,
             "attempt": row.request.attempt,
+            "waited_seconds": round(waited, 3) if waited is not None else None,  # approval latency metric
             **extra,
         }
 
