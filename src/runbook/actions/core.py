@@ -103,7 +103,12 @@ def describe_manual(ctx: ActionContext, params: ManualParams) -> str:
     return f"wait for a human to do: {params.instructions}{items}"
 
 
-@action("core.manual", summary="Show instructions and wait for a human to click Done", manual=True)
+@action(
+    "core.manual",
+    summary="Show instructions and wait for a human to click Done",
+    manual=True,
+    describe=describe_manual,
+)
 def manual(ctx: ActionContext, params: ManualParams) -> ManualResult:
     """A step done by hand (maintenance work). The gate shows the instructions and waits for an
     authorised person to click Done; the action itself only records that it was done."""
