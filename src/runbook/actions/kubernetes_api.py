@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from runbook import bounded
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.config import Settings
 from runbook.redact import redact
@@ -161,27 +161,15 @@ def call(
 
 
 def run_bounded(fn: Callable[[], T], timeout: float, what: str) -> T:
-    """Run ``fn`` in a daemon thread and give up after ``timeout`` seconds.
+    """``fn`` within ``timeout`` seconds, else :class:`KubeUnavailable`.
 
     For the websocket exec path: websocket-client's handshake takes no timeout from the kubernetes
     client, so a hung API server would otherwise hang the step forever.
     """
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="kube-exec", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise KubeUnavailable(f"{what}: no answer within {timeout:.1f}s (timeout)")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    try:
+        return bounded.run_bounded(fn, timeout, "kube-exec")
+    except bounded.DeadlineExceeded:
+        raise KubeUnavailable(f"{what}: no answer within {timeout:.1f}s (timeout)") from None
 
 
 # --------------------------------------------------------------------------------------------- redaction

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from runbook.actions.context import ActionContext, ActionError, Connections
 from runbook.actions.registry import ActionRegistry, ActionSpec, describe
 from runbook.approvals.gate import Decision, Gate, GateRequest, RefusingGate, plan_hash
+from runbook.bounded import DeadlineExceeded, run_bounded
 from runbook.compiler.expressions import ExpressionError, Obj, evaluate_condition, render_value, wrap
 from runbook.compiler.ledger import Ledger
 from runbook.config import Settings
@@ -99,22 +100,10 @@ def call_with_timeout(fn: Callable[[], Any], seconds: float | None, what: str) -
     """Run ``fn`` and give up after ``seconds`` (the worker thread is abandoned, not killed)."""
     if seconds is None:
         return fn()
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name=f"step:{what}", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise StepTimeout(f"{what}: timed out after {format_duration(seconds)}")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    try:
+        return run_bounded(fn, seconds, f"step:{what}")
+    except DeadlineExceeded:
+        raise StepTimeout(f"{what}: timed out after {format_duration(seconds)}") from None
 
 
 def error_line(exc: BaseException) -> str:
