@@ -261,3 +261,27 @@ steps:
         coerce_params(pb, {"n": "0", "bogus": "1"})
     text = str(err.value)
     assert "unknown param 'bogus'" in text and "below the minimum" in text and "'must' is required" in text
+
+
+def test_failed_finally_step_fails_a_completed_run_but_all_finally_steps_run(reg, settings, store) -> None:
+    text = HEAD + """
+steps:
+  - {id: work, action: core.set, with: {values: {a: 1}}}
+finally:
+  - id: verify
+    action: core.assert
+    with: {that: false, message: "post-maintenance check failed"}
+  - id: best_effort
+    action: core.assert
+    with: {that: false, message: "note could not be posted"}
+    on_failure: continue
+  - id: report
+    action: timeline.note
+    with: {text: report}
+"""
+    outcome, kinds, _ = run(text, reg, settings, store)
+    assert outcome.status == "failed" and "verify" in (outcome.reason or "")
+    assert ("step.succeeded", "report") in kinds
+    only_best_effort = text.replace('that: false, message: "post', 'that: true, message: "post')
+    outcome, _, _ = run(only_best_effort, reg, settings, store, run_id="run-2")
+    assert outcome.status == "completed"

@@ -186,13 +186,20 @@ class Engine:
             self._finish(rec, state, status, reason)
             stop.set()
             raise
-        self._finally(playbook, state)
+        failed_finally = self._finally(playbook, state)
         stop.set()
+        if status == "completed" and failed_finally:
+            status, reason = "failed", f"finally step {failed_finally} failed: {state.last_error}"
         return self._finish(rec, state, status, reason)
 
-    def _finally(self, playbook: Playbook, state: _RunState) -> None:
+    def _finally(self, playbook: Playbook, state: _RunState) -> str | None:
+        """Run every finally step whatever happens; the first that failed with ``on_failure:
+        abort`` (e.g. a post-maintenance verification) is returned so it can fail a completed run."""
+        first_failed = None
         for step in playbook.finally_:
-            self._step(step, state, in_finally=True)
+            if self._step(step, state, in_finally=True) == "failed" and first_failed is None:
+                first_failed = step.id
+        return first_failed
 
     def _finish(self, rec: Recorder, state: _RunState, status: str, reason: str | None) -> RunOutcome:
         counts: dict[str, int] = {}
@@ -453,10 +460,10 @@ class Engine:
         spec: ActionSpec | None = None,
         seconds: float | None = None,
     ) -> str:
-        cont = step.on_failure == "continue" or in_finally
+        cont = step.on_failure == "continue"
         state.rec.emit(
             Kind.STEP_FAILED,
-            f"{step.label}: {message}" + ("" if not cont or in_finally else " (continuing)"),
+            f"{step.label}: {message}" + (" (continuing)" if cont and not in_finally else ""),
             step_id=step.id,
             details={
                 "action": step.action,
