@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("playbook")
     p.add_argument("--fault", required=True)
     p.add_argument("-p", "--param", action="append", default=[], metavar="K=V")
+    p.add_argument("--approve", action="store_true", help="a drill approver approves every gated step")
     p.set_defaults(func=lambda a: _delegate("runbook.drills", "drill_command", a))
     return parser
 

@@ -96,6 +96,11 @@ def queue_stats(ctx: ActionContext, params: QueueStatsParams) -> QueueStatsResul
         # Declared less than one statistics interval ago: take exact counts over AMQP instead.
         ready, consumers = passive_counts(_amqp(ctx), params.vhost, params.queue, ctx.remaining())
         doc = {**doc, "messages": ready, "messages_ready": ready, "consumers": consumers}
+    elif params.exact:
+        # Management counts lag up to one sample; a check right after a move needs the real ones.
+        ready, consumers = passive_counts(_amqp(ctx), params.vhost, params.queue, ctx.remaining())
+        unacked = int(doc.get("messages_unacknowledged") or 0)
+        doc = {**doc, "messages": ready + unacked, "messages_ready": ready, "consumers": consumers}
     stats = doc.get("message_stats") or {}
     args = {**(doc.get("effective_policy_definition") or {}), **(doc.get("arguments") or {})}
     age: float | None = None

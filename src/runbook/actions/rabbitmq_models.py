@@ -30,6 +30,11 @@ class QueueStatsParams(QueueParams):
         description="also read the head message's timestamp (a peek of 1 message, requeued in place) to "
         "report the oldest message's age; needs publishers that set the timestamp property",
     )
+    exact: bool = Field(
+        False,
+        description="take ready messages and consumers from AMQP (passive declare, real time) instead of "
+        "the management API's 5 s samples: for before/after comparisons right after moving messages",
+    )
 
 
 class QueueStatsResult(ActionResult):

@@ -242,5 +242,10 @@ def resume_if_waiting(flow_run_id: str, request_id: int, outcome: str) -> bool:
     key = state.state_details.pause_key or ""
     if not key.startswith(f"{PAUSE_KEY_PREFIX}{request_id}-"):
         return False
-    client.resume_flow_run(UUID(flow_run_id), run_input={"request_id": request_id, "outcome": outcome})
-    return True
+    result = client.resume_flow_run(
+        UUID(flow_run_id), run_input={"request_id": request_id, "outcome": outcome}
+    )
+    # Prefect sets Paused *before* it saves the run-input schema; a resume in between is REJECTed
+    # ("Run input schema not found") without an exception. Report it as not resumed so the watcher
+    # tries again on its next tick, else the approved run stays paused until its pause times out.
+    return getattr(result.status, "value", result.status) == "ACCEPT"

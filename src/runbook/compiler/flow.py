@@ -9,9 +9,10 @@ outputs are redacted and never persisted as Prefect results (``persist_result=Fa
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
-from runbook.actions.registry import ActionSpec
+from runbook.actions.registry import ActionRegistry, ActionSpec
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
 from runbook.compiler.params import coerce_params
 from runbook.spec.models import Playbook, Step
@@ -66,12 +67,19 @@ def _signature(playbook: Playbook) -> inspect.Signature:
 
 
 def run_playbook_here(
-    playbook: Playbook, run_id: str, kwargs: dict[str, Any], *, prefect: bool
+    playbook: Playbook,
+    run_id: str,
+    kwargs: dict[str, Any],
+    *,
+    prefect: bool,
+    registry: ActionRegistry | None = None,
 ) -> RunOutcome:
-    """Execute ``playbook`` in this process with runtime wiring from the environment."""
+    """Execute ``playbook`` in this process with runtime wiring from the environment.
+
+    ``registry`` replaces the built-in one (drills answer Kubernetes from a stand-in)."""
     from runbook.compiler.runtime import build_runtime
 
-    rt = build_runtime()
+    rt = build_runtime(registry=registry)
     system = {k: kwargs.pop(k) for k in SYSTEM_PARAMS if k in kwargs}
     engine = Engine(
         rt.settings,
@@ -80,6 +88,8 @@ def run_playbook_here(
         gate=rt.gate(),
         sinks=rt.sinks(run_id, playbook),
         step_runner=prefect_step_runner(playbook) if prefect else direct_runner,
+        # how often the run proves it is alive (the reaper's threshold must be several beats)
+        heartbeat_seconds=float(os.environ.get("RUNBOOK_HEARTBEAT_SECONDS") or 10.0),
     )
     opts = RunOptions(
         run_id=run_id,
@@ -92,14 +102,14 @@ def run_playbook_here(
     return engine.run(playbook, opts)
 
 
-def build_flow(playbook: Playbook):  # type: ignore[no-untyped-def]
+def build_flow(playbook: Playbook, registry: ActionRegistry | None = None):  # type: ignore[no-untyped-def]
     """A Prefect ``Flow`` that runs ``playbook``; its final state mirrors the run's status."""
     from prefect import flow
     from prefect.runtime import flow_run
     from prefect.states import Completed, Failed
 
     def run(**kwargs: Any) -> Any:
-        outcome = run_playbook_here(playbook, str(flow_run.id), dict(kwargs), prefect=True)
+        outcome = run_playbook_here(playbook, str(flow_run.id), dict(kwargs), prefect=True, registry=registry)
         summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
         if outcome.status == "completed":
             return Completed(message="completed", data=summary)

@@ -1,0 +1,215 @@
+"""Load: N concurrent incident runs (mixed shipped playbooks, some left waiting for approval) in one
+worker process through their real Prefect flows, against the local RabbitMQ and the drill's
+Kubernetes stand-in. Checks that every run completes or waits correctly (running, approval pending,
+heartbeat fresh, Prefect flow run Paused) and none is lost (every run has a final status after the
+waiting ones are denied; the reaper finds nothing to reap), and reports time and memory.
+
+Prints ONE JSON line on stdout (the runs' console timelines go to stderr). ``--small`` runs 10 (CI);
+the default is 50. ``LOAD_DEBUG=1`` prints progress to stderr.
+Mix (by run index i): i%4==0 daily-hygiene, 1 stuck-queue on an idle queue, 2 backlog-triage whose
+mitigation is approved by the drill approver (CLI channel), 3 backlog-triage left waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
+    os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+    tmp = Path(tempfile.mkdtemp(prefix="runbook-load-"))
+    os.environ["RUNBOOK_DATABASE_URL"] = os.environ.get("LOAD_STORE_URL") or f"sqlite:///{tmp / 'runbook.db'}"
+    os.environ["RUNBOOK_HOME"] = str(tmp / "home")
+    os.environ["RUNBOOK_HEARTBEAT_SECONDS"] = str(heartbeat)
+    for k in ("SLACK_BOT_TOKEN", "KUBECONFIG"):
+        os.environ.pop(k, None)
+
+    import httpx
+
+    from runbook.approvals.policy import Identity
+    from runbook.approvals.service import Approvals
+    from runbook.cli import _quiet_prefect
+    from runbook.compiler.flow import build_flow
+    from runbook.compiler.runtime import build_runtime, cached_registry
+    from runbook.config import Settings
+    from runbook.drills import DrillApprover, _approvers_file
+    from runbook.drills.kube_standin import KubeWorld, Workload
+    from runbook.spec.lint import find_playbook
+    from runbook.timeline.reaper import reap_lost_runs
+
+    _quiet_prefect()
+    rss_start = rss_mb()
+    real = cached_registry()
+    kube = KubeWorld()
+    kube.add_workload(Workload("orchestrator", "orchestrator", 2, {"app": "orchestrator"}))
+    registry = kube.registry(real)
+    books = {
+        name: find_playbook(name, ROOT / "playbooks", real)
+        for name in ("daily-hygiene", "stuck-queue", "backlog-triage")
+    }
+    os.environ["RUNBOOK_APPROVERS"] = str(_approvers_file(books["backlog-triage"], tmp))
+    flows = {name: build_flow(pb, registry=registry) for name, pb in books.items()}
+    settings = Settings.from_env()
+    store = build_runtime().store
+    tag = uuid.uuid4().hex[:6]
+    mgmt = "http://127.0.0.1:15672/api/queues/%2F/"
+    queues = [f"load-{tag}-{i}" for i in range(n)]
+    for q in [*queues, *(f"{q}-dlq" for q in queues)]:
+        httpx.put(mgmt + q, json={"durable": False}, auth=("guest", "guest"), timeout=10).raise_for_status()
+
+    try:
+        plans: list[tuple[str, dict[str, Any], str]] = []
+        for i, q in enumerate(queues):
+            kind = i % 4
+            if kind == 0:
+                plans.append(("daily-hygiene", {}, f"load-{tag}-hyg"))
+            elif kind == 1:
+                plans.append(
+                    ("stuck-queue", {"queue": q, "window": 5, "check_executions": False}, f"load-{tag}-stuck")
+                )
+            else:
+                who = f"load-{tag}-ok" if kind == 2 else f"load-{tag}-wait"
+                plans.append(
+                    (
+                        "backlog-triage",
+                        {
+                            "queue": q,
+                            "dlq": f"{q}-dlq",
+                            "progress_window": 5,
+                            "check_database": False,
+                            "redrive_dlq": False,
+                        },
+                        who,
+                    )
+                )
+        approver = DrillApprover(settings, f"load-{tag}-ok", approve=True).start()
+        states: dict[int, Any] = {}
+        errors: dict[int, str] = {}
+
+        def go(i: int) -> None:
+            name, params, who = plans[i]
+            try:
+                states[i] = flows[name](**params, requested_by=who, trigger="load", return_state=True)
+            except BaseException as exc:  # noqa: BLE001 - counted as lost
+                errors[i] = f"{type(exc).__name__}: {exc}"
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(n)]
+        peak = [rss_mb()]
+        for t in threads:
+            t.start()
+        waiting_expected = sum(1 for p in plans if p[2].endswith("-wait"))
+        approvals = Approvals(settings, store)
+        approvals.resume_directly = True  # type: ignore[attr-defined]
+
+        def waiting_rows() -> list[Any]:
+            return [r for r in approvals.store.pending() if r.request.requested_by == f"load-{tag}-wait"]
+
+        deadline = time.monotonic() + 60 + 12 * n
+        while time.monotonic() < deadline:
+            peak.append(rss_mb())
+            finished = sum(
+                1 for i, t in enumerate(threads) if not t.is_alive() and not plans[i][2].endswith("-wait")
+            )
+            waiting_now = len(waiting_rows())
+            if os.environ.get("LOAD_DEBUG"):
+                print(
+                    f"[load] {time.monotonic() - started:.0f}s finished {finished}, waiting {waiting_now}",
+                    file=sys.stderr,
+                )
+            if finished == n - waiting_expected and waiting_now == waiting_expected:
+                break
+            time.sleep(0.5)
+        settle_seconds = time.monotonic() - started
+        # the waiting runs: still running, approval pending, heartbeat fresh, not reapable, Prefect Paused
+        wait_ok = 0
+        reaped = reap_lost_runs(store, max(10.0, heartbeat * 5), prefect=False)
+        for row in waiting_rows():
+            run = store.get_run(row.run_id) or {}
+            fr = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{row.run_id}", timeout=10).json()
+            if run.get("status") == "running" and (fr.get("state") or {}).get("type") == "PAUSED":
+                wait_ok += 1
+        for row in waiting_rows():  # now decide them: deny (the step is skipped, the run completes)
+            approvals.vote(
+                row, Identity(user="drill-approver-1"), approve=False, reason="load test", channel="cli"
+            )
+        for t in threads:
+            t.join(max(1.0, deadline - time.monotonic()))
+            peak.append(rss_mb())
+        approver.stop()
+        wall = time.monotonic() - started
+        statuses: dict[str, int] = {}
+        by_playbook: dict[str, dict[str, int]] = {}
+        lost = 0
+        for i, (name, _, _) in enumerate(plans):
+            state = states.get(i)
+            run = store.get_run(str(state.state_details.flow_run_id)) if state is not None else None
+            status = run["status"] if run else "lost"
+            lost += status in ("lost", "running", "crashed")
+            statuses[status] = statuses.get(status, 0) + 1
+            by_playbook.setdefault(name, {}).setdefault(status, 0)
+            by_playbook[name][status] += 1
+        return {
+            "benchmark": "load_runs",
+            "runs": n,
+            "cpus": os.cpu_count(),
+            "statuses": statuses,
+            "by_playbook": by_playbook,
+            "waiting_expected": waiting_expected,
+            "waiting_ok": wait_ok,
+            "lost": lost + len(errors),
+            "errors": list(errors.values())[:5],
+            "reaped_while_alive": len(reaped),
+            "seconds_to_settle": round(settle_seconds, 1),
+            "wall_seconds": round(wall, 1),
+            "rss_mb_start": round(rss_start, 1),
+            "rss_mb_peak": round(max(peak), 1),
+            "rss_mb_per_run": round((max(peak) - rss_start) / n, 2),
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    finally:  # never leave the load queues behind, even when interrupted
+        for q in [*queues, *(f"{q}-dlq" for q in queues)]:
+            httpx.delete(mgmt + q, auth=("guest", "guest"), timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="10 runs instead of 50")
+    parser.add_argument("--runs", type=int, default=None)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # the runs' console timelines; stdout is the JSON
+        result = run_load(args.runs or (10 if args.small else 50))
+    print(json.dumps(result), flush=True)
+    ok = (
+        result["lost"] == 0
+        and result["waiting_ok"] == result["waiting_expected"]
+        and not result["reaped_while_alive"]
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

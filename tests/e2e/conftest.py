@@ -1,0 +1,306 @@
+"""End-to-end scenarios: the shipped playbooks against the real services, through the real engine,
+the real Prefect flow (``build_flow``), the real approval path and real backends.
+
+Why: rehearsals prove a playbook's logic with recorded results; only a run against the real broker,
+database and (loopback) Kubernetes API proves that the actions, the gates and the verdict rules meet
+the real symptoms. Each scenario seeds the actual fault, answers approvals the way an operator
+would (``runbook approve`` as an approver listed in a ``RUNBOOK_APPROVERS`` file), and checks the
+system afterwards — not the run's own report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pika
+import pytest
+
+from runbook.approvals.gate import GateRequest
+from runbook.config import Settings
+from runbook.drills.kube_api import KubeAPIServer
+from runbook.drills.local import Consumers
+from runbook.timeline.database import Database
+from runbook.timeline.events import Event
+from runbook.timeline.store import TimelineStore
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+MGMT = "http://127.0.0.1:15672"
+PG_URL = "postgresql://root@127.0.0.1:5432/test"
+PEOPLE = {"incident-commander": ["ic-alice"], "queue-owner": ["qo-bob"], "dba": ["dba-dana"]}
+
+
+@pytest.fixture
+def e2e_env(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rabbitmq_available: None,
+    postgres_available: None,
+    prefect_server: str,
+) -> Settings:
+    """The environment a run reads (Settings.from_env): a private SQLite store and RUNBOOK_HOME, an
+    approvers file, the local PostgreSQL to inspect, and no real Slack or PagerDuty."""
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text(
+        "roles:\n" + "".join(f"  {role}: [{', '.join(who)}]\n" for role, who in PEOPLE.items()),
+        encoding="utf-8",
+    )
+    for k in ("SLACK_BOT_TOKEN", "RUNBOOK_SLACK_API_URL", "RUNBOOK_SLACK_CHANNEL", "PAGERDUTY_API_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("RUNBOOK_DATABASE_URL", f"sqlite:///{tmp_path / 'runbook.db'}")
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RUNBOOK_APPROVERS", str(approvers))
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    monkeypatch.setenv("RUNBOOK_HEARTBEAT_SECONDS", "2")
+    return Settings.from_env()
+
+
+@pytest.fixture
+def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPIServer]:
+    """The loopback Kubernetes API with two schedulable nodes (pods need one to become ready); the
+    run's client finds it through KUBECONFIG."""
+    with KubeAPIServer(rollout_delay=0.2, replace_delay=0.2) as server:
+        server.add_node("node-a")
+        server.add_node("node-b")
+        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield server
+
+
+# -- approvals through the CLI channel ----------------------------------------------------------
+
+
+@dataclass
+class Approver:
+    """Answers a run's approval requests with ``runbook approve`` (the CLI channel, the real
+    ``approve_command``), as scripted per step: ``"approve"``, ``"deny"``, or a list of people.
+
+    Every request is kept (with its rendered params) so a test can assert what was proposed.
+    Steps not in the script are denied: an unexpected gated step must never pass silently."""
+
+    settings: Settings
+    requested_by: str
+    script: dict[str, Any]
+    requests: list[GateRequest] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    on_request: dict[str, Callable[[GateRequest], None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from runbook.approvals.store import ApprovalStore
+
+        self.store = ApprovalStore(Database.from_url(self.settings.database_url))
+        self._stop = threading.Event()
+        self._seen: set[int] = set()
+        self._thread = threading.Thread(target=self._loop, name="e2e-approver", daemon=True)
+
+    def __enter__(self) -> Approver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def steps(self) -> list[str]:
+        return [r.step_id for r in self.requests]
+
+    def request(self, step_id: str) -> GateRequest:
+        return next(r for r in self.requests if r.step_id == step_id)
+
+    def _loop(self) -> None:
+        from runbook.approvals.cli import approve_command
+
+        while not self._stop.wait(0.1):
+            try:
+                rows = [r for r in self.store.pending() if r.request.requested_by == self.requested_by]
+            except Exception:  # noqa: BLE001 - SQLite busy for a moment: next tick
+                continue
+            for row in rows:
+                if row.id in self._seen:
+                    continue
+                self._seen.add(row.id)
+                self.requests.append(row.request)
+                hook = self.on_request.get(row.step_id)
+                if hook is not None:
+                    hook(row.request)
+                plan = self.script.get(row.step_id, "deny")
+                deny = plan == "deny"
+                if isinstance(plan, list):
+                    people = plan
+                else:
+                    role = row.request.approvers[0]
+                    people = [PEOPLE[role][0]]
+                for person in people:
+                    out = io.StringIO()
+                    args = argparse.Namespace(
+                        run_id=row.run_id,
+                        step_id=row.step_id,
+                        as_user=person,
+                        deny=deny,
+                        reason=f"e2e: {'deny' if deny else 'approve'} {row.step_id}",
+                    )
+                    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                        code = approve_command(args)
+                    self.outputs.append(f"{row.step_id} {person} -> {code}: {out.getvalue().strip()}")
+
+
+# -- running a shipped playbook through Prefect -------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    events: list[Event]
+    statuses: dict[str, str]
+
+    def output(self, step_id: str) -> dict[str, Any]:
+        for e in self.events:
+            if e.kind.value == "step.succeeded" and e.step_id == step_id:
+                return dict(e.details.get("output") or {})
+        raise AssertionError(f"step {step_id} did not succeed: {self.statuses.get(step_id)}")
+
+    @property
+    def verdict(self) -> str | None:
+        try:
+            return self.output("classify").get("verdict")
+        except AssertionError:
+            return None
+
+    def text(self) -> str:
+        return "\n".join(e.line() for e in self.events)
+
+
+def run_playbook(playbook: str, params: dict[str, Any], requested_by: str) -> RunResult:
+    """Run a shipped playbook as its Prefect flow (real engine, real gate, real registry)."""
+    from runbook.compiler.flow import build_flow
+    from runbook.compiler.params import coerce_params
+    from runbook.compiler.runtime import cached_registry
+    from runbook.spec.lint import find_playbook
+
+    settings = Settings.from_env()
+    pb = find_playbook(playbook, Path(__file__).resolve().parents[2] / "playbooks", cached_registry())
+    state = build_flow(pb)(
+        **coerce_params(pb, params), requested_by=requested_by, trigger="e2e", return_state=True
+    )
+    run_id = str(state.state_details.flow_run_id)
+    store = TimelineStore(Database.from_url(settings.database_url))
+    run = store.get_run(run_id) or {}
+    events = store.events(run_id)
+    finished = [e for e in events if e.kind.value == "run.finished"]
+    statuses = dict(finished[-1].details.get("steps") or {}) if finished else {}
+    return RunResult(run_id, str(run.get("status")), events, statuses)
+
+
+# -- RabbitMQ and PostgreSQL helpers ------------------------------------------------------------
+
+
+def mgmt(method: str, path: str, **kw: Any) -> httpx.Response:
+    return httpx.request(method, f"{MGMT}{path}", auth=("guest", "guest"), timeout=10, **kw)
+
+
+def connect() -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(AMQP))
+
+
+def declare(*queues: str, arguments: dict[str, Any] | None = None) -> None:
+    conn = connect()
+    try:
+        ch = conn.channel()
+        for q in queues:
+            ch.queue_declare(q, durable=True, arguments=arguments)
+    finally:
+        conn.close()
+
+
+def delete_queues(*queues: str) -> None:
+    for q in queues:
+        mgmt("DELETE", f"/api/queues/%2F/{quote(q, safe='')}")
+
+
+def publish(queue: str, n: int, *, prefix: str = "job", headers: dict[str, Any] | None = None) -> None:
+    conn = connect()
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for i in range(n):
+            ch.basic_publish(
+                "",
+                queue,
+                b"{}",
+                pika.BasicProperties(delivery_mode=2, message_id=f"{prefix}-{i}", headers=headers),
+            )
+    finally:
+        conn.close()
+
+
+def ready(queue: str) -> int:
+    """Ready messages, exact (passive declare), no management-stats lag."""
+    conn = connect()
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        conn.close()
+
+
+def wait_until(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def settle(queue: str, messages: int, consumers: int, timeout: float = 20.0) -> None:
+    """Wait until the management API (5 s samples) shows what was seeded: the playbook reads it."""
+
+    def ok() -> bool:
+        doc = mgmt("GET", f"/api/queues/%2F/{quote(queue, safe='')}").json()
+        return doc.get("messages") == messages and doc.get("consumers") == consumers
+
+    wait_until(ok, timeout, f"management stats of {queue}")
+
+
+class ReplicaWiring:
+    """Real consumers on a queue that follow a loopback deployment's ``spec.replicas``: what a
+    cluster's controller would do, so a scale approved in the run really changes the queue."""
+
+    def __init__(self, kube: KubeAPIServer, namespace: str, name: str, queue: str) -> None:
+        self.kube, self.namespace, self.name = kube, namespace, name
+        self.group = Consumers(AMQP, queue, "healthy")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="replica-wiring", daemon=True)
+
+    def __enter__(self) -> ReplicaWiring:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.group.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            obj = self.kube.get("deployments", self.namespace, self.name)
+            if obj is not None:
+                self.group.scale(int(obj["spec"].get("replicas") or 0))
+
+
+def pg_execute(sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        cur = conn.execute(sql, args or None)
+        return cur.fetchall() if cur.description else []

@@ -1,0 +1,94 @@
+"""Game-day fixtures: a store on SQLite *and* PostgreSQL, an approvers file, a killable worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbook.config import Settings
+from runbook.timeline.database import Database
+from runbook.timeline.store import TimelineStore
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_URL = "postgresql://root@127.0.0.1:5432/test"
+APPROVERS = "roles:\n  incident-commander: [carol, dave]\n  queue-owner: [erin]\n  dba: [dana]\n"
+
+
+def wait_until(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_available")
+        return PG_URL
+    return f"sqlite:///{tmp_path / 'runbook.db'}"
+
+
+@pytest.fixture
+def gd_env(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Process environment (for child workers and the CLI) and settings: console approvals."""
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text(APPROVERS, encoding="utf-8")
+    for k in ("SLACK_BOT_TOKEN", "RUNBOOK_SLACK_API_URL", "RUNBOOK_SLACK_CHANNEL", "PAGERDUTY_API_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RUNBOOK_DATABASE_URL", store_url)
+    monkeypatch.setenv("RUNBOOK_APPROVERS", str(approvers))
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))
+    return Settings.from_env()
+
+
+@pytest.fixture
+def gd_store(gd_env: Settings) -> TimelineStore:
+    return TimelineStore(Database.from_url(gd_env.database_url))
+
+
+class Worker:
+    """``python -m tests.gameday.worker`` in a child process; :meth:`kill` is SIGKILL (-9)."""
+
+    def __init__(self, playbook: Path, run_id: str, heartbeat: float = 0.2) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.gameday.worker", str(playbook), run_id, str(heartbeat)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        assert self.proc.returncode == -signal.SIGKILL, self.stderr()
+
+    def stderr(self) -> str:
+        return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        if w.alive():
+            w.proc.kill()
+            w.proc.wait(10)
