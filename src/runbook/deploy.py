@@ -218,6 +218,10 @@ def serve_command(args: argparse.Namespace) -> int:
         from runbook.compiler.flow import build_flow
 
         FastLane({pb.name: build_flow(pb) for pb in playbooks}, limit=limit).start()
+    from runbook.compiler.runtime import build_runtime
+    from runbook.timeline.reaper import Reaper
+
+    Reaper(build_runtime(settings).store, prefect=True).start()  # runs whose worker died -> crashed
     names = ", ".join(f"{pb.name}/{DEPLOYMENT_NAME}" for pb in playbooks)
     print(f"serving {len(playbooks)} playbook(s): {names}", flush=True)
     serve(*deployments, limit=limit, pause_on_shutdown=False, print_starting_message=False)

@@ -181,13 +181,17 @@ class Engine:
                     break
         except BaseException as exc:  # interrupted (KeyboardInterrupt, cancellation)
             status, reason = "aborted", error_line(exc) or type(exc).__name__
-            rec.emit(Kind.NOTE, f"run interrupted: {reason}")
-            self._finally(playbook, state)
-            self._finish(rec, state, status, reason)
-            stop.set()
+            try:
+                rec.emit(Kind.NOTE, f"run interrupted: {reason}")
+                self._finally(playbook, state)
+                self._finish(rec, state, status, reason)
+            finally:
+                stop.set()
             raise
-        failed_finally = self._finally(playbook, state)
-        stop.set()
+        try:
+            failed_finally = self._finally(playbook, state)
+        finally:
+            stop.set()
         if status == "completed" and failed_finally:
             status, reason = "failed", f"finally step {failed_finally} failed: {state.last_error}"
         return self._finish(rec, state, status, reason)

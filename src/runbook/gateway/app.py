@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -81,6 +82,39 @@ def _answer(status: int, outcome: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": outcome, **extra}, status_code=status)
 
 
+class _Housekeeping:
+    """Background duties of a gateway replica: mark runs whose worker died as crashed (so nothing
+    stays "running" forever) and post Slack messages left in the outbox by runs whose process
+    exited while Slack was down. Both are idempotent across replicas (guarded updates in the store)."""
+
+    def __init__(self, gw: Any, interval: float = 15.0) -> None:
+        from runbook.timeline.reaper import Reaper
+
+        self.gw = gw
+        self.interval = interval
+        self.reaper = Reaper(gw.timeline, prefect=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gateway-housekeeping", daemon=True)
+
+    def start(self) -> None:
+        self.reaper.start()
+        if self.gw.settings.slack_bot_token:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self.reaper.stop()
+        self._stop.set()
+
+    def _loop(self) -> None:
+        from runbook.approvals.slack_sink import flush_outbox
+
+        while not self._stop.wait(self.interval):
+            try:
+                flush_outbox(self.gw.settings, self.gw.timeline)
+            except Exception as exc:  # noqa: BLE001 - Slack or the store may be down; try again later
+                log.warning("slack outbox flush failed: %s", exc)
+
+
 def create_app(
     source: Any = None, *, prefect_api_url: str | None = None, run_starter: bool = True
 ) -> FastAPI:
@@ -91,12 +125,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        housekeeping = _Housekeeping(gw) if run_starter else None
         if run_starter:
             gw.starter.start()
+            housekeeping.start()  # type: ignore[union-attr]
         try:
             yield
         finally:
             gw.starter.stop()
+            if housekeeping is not None:
+                housekeeping.stop()
 
     app = FastAPI(title="runbook gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw

@@ -157,7 +157,9 @@ def postmortem_facts(
         "mitigations_taken": taken,
         "mitigations_declined": declined,
         "failures": failed,
-        "outcome": finished.details.get("status") if finished else run.get("status"),
+        "outcome": finished.details.get("status")
+        if finished
+        else "in progress (draft written before the run finished; `runbook postmortem RUN_ID` re-renders it)",
         "outcome_reason": finished.details.get("reason") if finished else run.get("reason"),
         "incident": incident,
         "followups": chosen,
