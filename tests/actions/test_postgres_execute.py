@@ -29,21 +29,9 @@ from runbook.actions import (
     invoke,
 )
 from runbook.config import Settings
+from tests.support.postgres import ADMIN_URL
 
-ADMIN_URL = "postgresql://root@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def ctx(settings: Settings, postgres_available: None) -> Iterator[ActionContext]:
-    connections = Connections(settings)
-    yield ActionContext(connections)
-    connections.close()
-
-
-@pytest.fixture
-def admin(postgres_available: None) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        yield conn
+pytestmark = pytest.mark.usefixtures("postgres_available")
 
 
 @pytest.fixture

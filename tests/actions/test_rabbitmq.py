@@ -36,18 +36,13 @@ from runbook.actions import (
     invoke,
 )
 
+pytestmark = pytest.mark.usefixtures("rabbitmq_available")
+
 
 @pytest.fixture
 def registry() -> ActionRegistry:
     """Only the RabbitMQ actions: these tests need not import every other backend."""
     return ActionRegistry.from_modules(["runbook.actions.rabbitmq"])
-
-
-@pytest.fixture
-def ctx(rabbitmq_available, settings):
-    connections = Connections(settings)
-    yield ActionContext(connections)
-    connections.close()
 
 
 def test_queue_stats(ctx, registry, unique):

@@ -31,6 +31,8 @@ from runbook.actions import (
     invoke,
 )
 
+pytestmark = pytest.mark.usefixtures("rabbitmq_available")
+
 
 @pytest.fixture
 def registry() -> ActionRegistry:
@@ -39,13 +41,6 @@ def registry() -> ActionRegistry:
 
 
 CHILD = Path(__file__).resolve().parents[1] / "support" / "rabbit_move_child.py"
-
-
-@pytest.fixture
-def ctx(rabbitmq_available, settings):
-    connections = Connections(settings)
-    yield ActionContext(connections)
-    connections.close()
 
 
 def tenant(i: int) -> dict[str, str]:

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,7 +24,9 @@ from runbook.config import Settings
 from runbook.gateway.slack_routes import get_approvals, router
 from runbook.timeline.database import Database
 from runbook.timeline.store import TimelineStore
+from tests.approvals.helpers import BackgroundRun
 from tests.support.slack_api import SlackAPI
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the approval tests
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVERS = """
@@ -180,11 +183,36 @@ def click(gateway: TestClient, payload: dict[str, Any], **sign_kw: Any) -> Any:
     return gateway.post("/slack/interactions", content=body, headers=sign(body, **sign_kw))
 
 
-def wait_until(fn: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+@dataclass
+class SlackDesk:
+    """Everything a Slack approval test touches, as one fixture: the engine's registry and settings,
+    the timeline, the approval service behind the gateway route, and the loopback Slack API."""
+
+    reg: ActionRegistry
+    settings: Settings
+    timeline: TimelineStore
+    approvals: Approvals
+    gateway: TestClient
+    slack: SlackAPI
+    tmp_path: Path
+
+    def start(self, text: str, run_id: str, **kw: Any) -> BackgroundRun:
+        """Run ``text`` through the real engine and gate in a background thread."""
+        return BackgroundRun(text, self.reg, self.settings, self.timeline, run_id=run_id, **kw)
+
+    def click(self, user: str, action: str, value: str, **kw: Any) -> Any:
+        """A signed ``block_actions`` click by ``user`` through the gateway route."""
+        return click(self.gateway, block_actions(user, action, value, **kw))
+
+
+@pytest.fixture
+def desk(
+    reg: ActionRegistry,
+    slack_env: Settings,
+    timeline: TimelineStore,
+    approvals: Approvals,
+    gateway: TestClient,
+    slack: SlackAPI,
+    tmp_path: Path,
+) -> SlackDesk:
+    return SlackDesk(reg, slack_env, timeline, approvals, gateway, slack, tmp_path)

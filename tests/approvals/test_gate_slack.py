@@ -6,15 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from runbook.actions import ActionRegistry
 from runbook.approvals.service import Approvals
 from runbook.approvals.slack_blocks import ApprovalAction
-from runbook.config import Settings
-from runbook.timeline.store import TimelineStore
-from tests.approvals.conftest import block_actions, click, wait_until
-from tests.approvals.helpers import HEAD, BackgroundRun, kinds
+from tests.approvals.conftest import SlackDesk, wait_until
+from tests.approvals.helpers import HEAD, kinds
 from tests.support.slack_api import SlackAPI
 
 
@@ -55,204 +50,145 @@ def pending_id(approvals: Approvals) -> int:
     return wait_until(lambda: approvals.store.pending(), what="a pending request")[0].id
 
 
-def test_approve_in_slack_executes_once_and_updates_the_message(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(gated(out), reg, slack_env, timeline, run_id="run-approve")
-    value = button_value(slack)
-    msg = approval_message(slack)
+def test_approve_in_slack_executes_once_and_updates_the_message(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out), run_id="run-approve")
+    value = button_value(desk.slack)
+    msg = approval_message(desk.slack)
     text = str(msg["blocks"])
     assert "testing.record" in text and "42 messages stuck" in text and "incident-commander" in text
     assert msg["thread_ts"] and msg["reply_broadcast"] is True
     assert not out.exists()
 
-    r = click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, value, reason="queue is poisoned"))
+    r = desk.click("U0ALICE", ApprovalAction.APPROVE, value, reason="queue is poisoned")
     assert r.status_code == 200 and r.json()["state"] == "decided"
     outcome = run.join()
     assert outcome.status == "completed"
     assert out.read_text().splitlines() == ["purged"]
 
-    events = timeline.events("run-approve")
+    events = desk.timeline.events("run-approve")
     approved = [e for e in events if e.kind == "approval.approved"]
     assert len(approved) == 1
     assert approved[0].actor == "U0ALICE" and approved[0].details["reason"] == "queue is poisoned"
     assert (
         approved[0].details["plan_hash"] == value.split(":")[1] and approved[0].details["channel"] == "slack"
     )
-    assert kinds(timeline, "run-approve").index(("approval.approved", "purge")) < kinds(
-        timeline, "run-approve"
+    assert kinds(desk.timeline, "run-approve").index(("approval.approved", "purge")) < kinds(
+        desk.timeline, "run-approve"
     ).index(("step.started", "purge"))
 
     # a double click decides nothing more and tells the clicker why
-    r = click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, value))
+    r = desk.click("U0ALICE", ApprovalAction.APPROVE, value)
     assert r.json()["ok"] is False and "already approved" in r.json()["text"]
-    slack.wait_for("chat.postEphemeral")
-    assert len([e for e in timeline.events("run-approve") if e.kind == "approval.approved"]) == 1
+    desk.slack.wait_for("chat.postEphemeral")
+    assert len([e for e in desk.timeline.events("run-approve") if e.kind == "approval.approved"]) == 1
     assert out.read_text().splitlines() == ["purged"]
 
     # the request message was updated in place: who, what, when, and no buttons
-    update = slack.wait_for("chat.update")[-1]["args"]
-    assert update["ts"] == approval_message(slack).get("ts", update["ts"])
+    update = desk.slack.wait_for("chat.update")[-1]["args"]
+    assert update["ts"] == approval_message(desk.slack).get("ts", update["ts"])
     assert "Approved" in update["text"] and "U0ALICE" in update["text"]
     assert not [b for b in update["blocks"] if b["type"] in ("actions", "input")]
     # the whole timeline is in one thread, started by the run-started message
-    root = slack.named("chat.postMessage")[0]["args"]
+    root = desk.slack.named("chat.postMessage")[0]["args"]
     assert "thread_ts" not in root and "run-approve" in root["text"]
-    wait_until(lambda: any("Run finished" in t for t in slack.texts()), what="run finished posted")
+    wait_until(lambda: any("Run finished" in t for t in desk.slack.texts()), what="run finished posted")
 
 
-def test_deny_does_not_execute_and_finally_runs(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(gated(out), reg, slack_env, timeline, run_id="run-deny")
-    r = click(gateway, block_actions("U0BOB", ApprovalAction.DENY, button_value(slack), reason="not yet"))
+def test_deny_does_not_execute_and_finally_runs(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out), run_id="run-deny")
+    r = desk.click("U0BOB", ApprovalAction.DENY, button_value(desk.slack), reason="not yet")
     assert r.json()["state"] == "decided"
     outcome = run.join()
     assert outcome.status == "denied" and outcome.exit_code == 2
     assert not out.exists()
-    ks = kinds(timeline, "run-deny")
+    ks = kinds(desk.timeline, "run-deny")
     assert ("approval.denied", "purge") in ks and ("step.succeeded", "wrapup") in ks
     assert ("step.started", "purge") not in ks
-    denied = next(e for e in timeline.events("run-deny") if e.kind == "approval.denied")
+    denied = next(e for e in desk.timeline.events("run-deny") if e.kind == "approval.denied")
     assert denied.actor == "U0BOB" and denied.details["reason"] == "not yet"
-    update = slack.wait_for("chat.update")[-1]["args"]
+    update = desk.slack.wait_for("chat.update")[-1]["args"]
     assert "Denied" in update["text"] and "not yet" in update["text"]
 
 
-def test_expiry_is_a_recorded_denial(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(gated(out, timeout="1s"), reg, slack_env, timeline, run_id="run-expire")
+def test_expiry_is_a_recorded_denial(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out, timeout="1s"), run_id="run-expire")
     outcome = run.join()
     assert outcome.status == "denied" and "expired" in (outcome.reason or "")
     assert not out.exists()
-    expired = [e for e in timeline.events("run-expire") if e.kind == "approval.expired"]
+    expired = [e for e in desk.timeline.events("run-expire") if e.kind == "approval.expired"]
     assert len(expired) == 1 and expired[0].actor == "runbook"
-    update = slack.wait_for("chat.update")[-1]["args"]
+    update = desk.slack.wait_for("chat.update")[-1]["args"]
     assert "Expired" in update["text"]
 
 
-def test_unauthorised_clicker_is_refused_and_told_why(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(gated(out), reg, slack_env, timeline, run_id="run-eve")
-    value = button_value(slack)
-    r = click(gateway, block_actions("U0DAVE", ApprovalAction.APPROVE, value))  # sre, not incident-commander
+def test_unauthorised_clicker_is_refused_and_told_why(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out), run_id="run-eve")
+    value = button_value(desk.slack)
+    r = desk.click("U0DAVE", ApprovalAction.APPROVE, value)  # sre, not incident-commander
     assert r.status_code == 200 and r.json()["ok"] is False
-    eph = slack.wait_for("chat.postEphemeral")[-1]["args"]
+    eph = desk.slack.wait_for("chat.postEphemeral")[-1]["args"]
     assert eph["user"] == "U0DAVE" and "not in the approver roles" in eph["text"]
-    refused = [e for e in timeline.events("run-eve") if e.kind == "approval.refused"]
+    refused = [e for e in desk.timeline.events("run-eve") if e.kind == "approval.refused"]
     assert refused and refused[0].actor == "U0DAVE"
-    assert approvals.store.pending() and not approvals.store.votes(approvals.store.pending()[0].id)
+    assert desk.approvals.store.pending() and not desk.approvals.store.votes(
+        desk.approvals.store.pending()[0].id
+    )
     # a proper approver still can
-    click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, value))
+    desk.click("U0ALICE", ApprovalAction.APPROVE, value)
     assert run.join().status == "completed"
 
 
-def test_two_person_rule_refuses_the_requester(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(
+def test_two_person_rule_refuses_the_requester(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(
         gated(out, extra=", two_person: true"),
-        reg,
-        slack_env,
-        timeline,
         run_id="run-2p",
         requested_by="carol",
     )
-    value = button_value(slack)
+    value = button_value(desk.slack)
     # carol clicks from Slack (U0CAROL is carol per the people map): she started the run
-    r = click(gateway, block_actions("U0CAROL", ApprovalAction.APPROVE, value))
+    r = desk.click("U0CAROL", ApprovalAction.APPROVE, value)
     assert r.json()["ok"] is False and "started this run" in r.json()["text"]
-    assert approvals.store.pending()
+    assert desk.approvals.store.pending()
     # bob is recognised by his email too (users.info); he may approve
-    r = click(gateway, block_actions("U0BOB", ApprovalAction.APPROVE, value))
+    r = desk.click("U0BOB", ApprovalAction.APPROVE, value)
     assert r.json()["state"] == "decided"
     assert run.join().status == "completed"
-    refused = next(e for e in timeline.events("run-2p") if e.kind == "approval.refused")
+    refused = next(e for e in desk.timeline.events("run-2p") if e.kind == "approval.refused")
     assert refused.actor == "carol"
 
 
-def test_quorum_of_two_needs_two_different_people(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(gated(out, extra=", min_approvals: 2"), reg, slack_env, timeline, run_id="run-q")
-    value = button_value(slack)
-    assert (
-        click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, value)).json()["state"] == "counted"
-    )
-    assert (
-        click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, value)).json()["state"] == "duplicate"
-    )
-    assert approvals.store.pending(), "one person twice is not a quorum"
+def test_quorum_of_two_needs_two_different_people(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out, extra=", min_approvals: 2"), run_id="run-q")
+    value = button_value(desk.slack)
+    assert desk.click("U0ALICE", ApprovalAction.APPROVE, value).json()["state"] == "counted"
+    assert desk.click("U0ALICE", ApprovalAction.APPROVE, value).json()["state"] == "duplicate"
+    assert desk.approvals.store.pending(), "one person twice is not a quorum"
     # the message shows progress and keeps its buttons
-    partial = slack.wait_for("chat.update")[-1]["args"]
+    partial = desk.slack.wait_for("chat.update")[-1]["args"]
     assert "1 of 2" in str(partial["blocks"]) and any(b["type"] == "actions" for b in partial["blocks"])
-    assert click(gateway, block_actions("U0BOB", ApprovalAction.APPROVE, value)).json()["state"] == "decided"
+    assert desk.click("U0BOB", ApprovalAction.APPROVE, value).json()["state"] == "decided"
     assert run.join().status == "completed"
     assert out.read_text().splitlines() == ["purged"]
-    approved = next(e for e in timeline.events("run-q") if e.kind == "approval.approved")
+    approved = next(e for e in desk.timeline.events("run-q") if e.kind == "approval.approved")
     assert approved.details["approvers"] == "U0ALICE, U0BOB"
 
 
-def test_simultaneous_clicks_decide_once(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "executed"
-    run = BackgroundRun(gated(out), reg, slack_env, timeline, run_id="run-race")
-    value = button_value(slack)
+def test_simultaneous_clicks_decide_once(desk: SlackDesk) -> None:
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out), run_id="run-race")
+    value = button_value(desk.slack)
     barrier = threading.Barrier(6)
     states: list[str] = []
 
     def go(user: str, action: str) -> None:
         barrier.wait()
-        states.append(click(gateway, block_actions(user, action, value)).json()["state"])
+        states.append(desk.click(user, action, value).json()["state"])
 
     users = [
         ("U0ALICE", ApprovalAction.APPROVE),
@@ -269,39 +205,30 @@ def test_simultaneous_clicks_decide_once(
         t.join()
     assert states.count("decided") == 1, states
     run.join()
-    decided = [e for e in timeline.events("run-race") if e.kind in ("approval.approved", "approval.denied")]
+    decided = [
+        e for e in desk.timeline.events("run-race") if e.kind in ("approval.approved", "approval.denied")
+    ]
     assert len(decided) == 1
     executions = len(out.read_text().splitlines()) if out.exists() else 0
     assert executions == (1 if decided[0].kind == "approval.approved" else 0)
 
 
-def test_incident_channel_is_created_for_the_run(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    text = gated(tmp_path / "executed").replace("owner: me\n", "owner: me\nincident_channel: true\n")
-    run = BackgroundRun(
+def test_incident_channel_is_created_for_the_run(desk: SlackDesk) -> None:
+    text = gated(desk.tmp_path / "executed").replace("owner: me\n", "owner: me\nincident_channel: true\n")
+    run = desk.start(
         text,
-        reg,
-        slack_env,
-        timeline,
         run_id="run-inc",
         incident={"id": "P1234AB", "title": "Queue 'plans' stuck!"},
     )
-    created = slack.wait_for("conversations.create")[0]["args"]
+    created = desk.slack.wait_for("conversations.create")[0]["args"]
     assert created["name"] == "inc-p1234ab-queue-plans-stuck"
-    click(gateway, block_actions("U0ALICE", ApprovalAction.APPROVE, button_value(slack)))
+    desk.click("U0ALICE", ApprovalAction.APPROVE, button_value(desk.slack))
     assert run.join().status == "completed"
-    channel_id = slack.channels["inc-p1234ab-queue-plans-stuck"]
+    channel_id = desk.slack.channels["inc-p1234ab-queue-plans-stuck"]
     wait_until(
         lambda: (
-            all(c["args"]["channel"] == channel_id for c in slack.named("chat.postMessage"))
-            and any("Run finished" in t for t in slack.texts())
+            all(c["args"]["channel"] == channel_id for c in desk.slack.named("chat.postMessage"))
+            and any("Run finished" in t for t in desk.slack.texts())
         ),
         what="every event in the incident channel",
     )

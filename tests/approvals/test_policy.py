@@ -10,8 +10,17 @@ from runbook.approvals.policy import ApproverPolicy, Identity, PolicyFile, regis
 
 
 def request(**kw: object) -> GateRequest:
-    base = dict(run_id="r", playbook="p", step_id="s", step_title="S", action="a.b", params={},
-                description="d", plan_hash="h" * 64, approvers=["ic"])
+    base = dict(
+        run_id="r",
+        playbook="p",
+        step_id="s",
+        step_title="S",
+        action="a.b",
+        params={},
+        description="d",
+        plan_hash="h" * 64,
+        approvers=["ic"],
+    )
     return GateRequest.model_validate({**base, **kw})
 
 

@@ -20,10 +20,9 @@ from runbook.config import Settings
 from runbook.gateway.slack_routes import get_approvals, router
 from runbook.timeline.database import Database
 from runbook.timeline.store import TimelineStore
-from tests.approvals.conftest import SIGNING_SECRET, block_actions, form, sign, wait_until
+from tests.approvals.conftest import SIGNING_SECRET, SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.helpers import BackgroundRun, kinds
 from tests.approvals.test_gate_slack import button_value, gated
-from tests.support.slack_api import SlackAPI
 
 
 def decisions(timeline: TimelineStore, run_id: str) -> list[str]:
@@ -34,40 +33,34 @@ def decisions(timeline: TimelineStore, run_id: str) -> list[str]:
     ]
 
 
-def test_forged_tampered_stale_and_unsigned_requests_are_401(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    gateway: TestClient,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
-    run = BackgroundRun(gated(tmp_path / "x"), reg, slack_env, timeline, run_id="run-sig")
-    value = button_value(slack)
+def test_forged_tampered_stale_and_unsigned_requests_are_401(desk: SlackDesk) -> None:
+    run = desk.start(gated(desk.tmp_path / "x"), run_id="run-sig")
+    value = button_value(desk.slack)
     body = form(block_actions("U0ALICE", ApprovalAction.APPROVE, value))
     url = "/slack/interactions"
-    forged = gateway.post(url, content=body, headers=sign(body, secret="not-the-signing-secret"))
+    forged = desk.gateway.post(url, content=body, headers=sign(body, secret="not-the-signing-secret"))
     tampered_body = form(block_actions("U0ALICE", ApprovalAction.APPROVE, value, reason="changed"))
-    tampered = gateway.post(url, content=tampered_body, headers=sign(body))
-    stale = gateway.post(url, content=body, headers=sign(body, timestamp=int(time.time()) - 6 * 60))
-    future = gateway.post(url, content=body, headers=sign(body, timestamp=int(time.time()) + 6 * 60))
-    unsigned = gateway.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-    garbage = gateway.post(url, content=body, headers={**sign(body), "X-Slack-Signature": "v0=zz"})
+    tampered = desk.gateway.post(url, content=tampered_body, headers=sign(body))
+    stale = desk.gateway.post(url, content=body, headers=sign(body, timestamp=int(time.time()) - 6 * 60))
+    future = desk.gateway.post(url, content=body, headers=sign(body, timestamp=int(time.time()) + 6 * 60))
+    unsigned = desk.gateway.post(
+        url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    garbage = desk.gateway.post(url, content=body, headers={**sign(body), "X-Slack-Signature": "v0=zz"})
     for r in (forged, tampered, stale, future, unsigned, garbage):
         assert r.status_code == 401, r.text
         assert SIGNING_SECRET not in r.text
-    row = approvals.store.pending()[0]
-    assert not approvals.store.votes(row.id) and decisions(timeline, "run-sig") == []
+    row = desk.approvals.store.pending()[0]
+    assert not desk.approvals.store.votes(row.id) and decisions(desk.timeline, "run-sig") == []
     # no signing secret configured: every interaction is refused
-    bare = Approvals(Settings.from_env({"RUNBOOK_DATABASE_URL": slack_env.database_url}), timeline)
+    bare = Approvals(Settings.from_env({"RUNBOOK_DATABASE_URL": desk.settings.database_url}), desk.timeline)
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[get_approvals] = lambda: bare
     assert TestClient(app).post(url, content=body, headers=sign(body)).status_code == 401
-    assert approvals.store.pending() and decisions(timeline, "run-sig") == []
+    assert desk.approvals.store.pending() and decisions(desk.timeline, "run-sig") == []
     # the genuine request still works
-    assert gateway.post(url, content=body, headers=sign(body)).json()["state"] == "decided"
+    assert desk.gateway.post(url, content=body, headers=sign(body)).json()["state"] == "decided"
     assert run.join().status == "completed"
 
 
@@ -105,16 +98,10 @@ def test_cli_approve_policy_and_console_instructions(
     assert "not in the approver roles" in err and "started this run" in err
 
 
-def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(
-    reg: ActionRegistry,
-    slack_env: Settings,
-    timeline: TimelineStore,
-    approvals: Approvals,
-    slack: SlackAPI,
-    tmp_path: Path,
-) -> None:
+def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(desk: SlackDesk) -> None:
+    slack, timeline, approvals = desk.slack, desk.timeline, desk.approvals
     slack.down()
-    run = BackgroundRun(gated(tmp_path / "x"), reg, slack_env, timeline, run_id="run-down")
+    run = desk.start(gated(desk.tmp_path / "x"), run_id="run-down")
     row = wait_until(lambda: approvals.store.pending(), what="pending")[0]
     assert main(["approve", "run-down", "purge", "--as", "U0BOB"]) == 0
     assert run.join().status == "completed"
@@ -125,7 +112,7 @@ def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(
     slack.fail_next(1, status=429, retry_after=1)  # and Slack is rate limiting when it comes back
     from runbook.approvals.slack_sink import flush_outbox
 
-    flush_outbox(slack_env, timeline)
+    flush_outbox(desk.settings, timeline)
     wait_until(lambda: not approvals.store.outbox_counts("run-down").get("unsent"), what="outbox drained")
     assert [c["status"] for c in slack.calls][0] == 429, "the 429 was retried after Retry-After"
     texts = slack.texts()

@@ -264,7 +264,9 @@ steps:
 
 
 def test_failed_finally_step_fails_a_completed_run_but_all_finally_steps_run(reg, settings, store) -> None:
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
 steps:
   - {id: work, action: core.set, with: {values: {a: 1}}}
 finally:
@@ -279,6 +281,7 @@ finally:
     action: timeline.note
     with: {text: report}
 """
+    )
     outcome, kinds, _ = run(text, reg, settings, store)
     assert outcome.status == "failed" and "verify" in (outcome.reason or "")
     assert ("step.succeeded", "report") in kinds

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import io
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from runbook.drills.local import Consumers
 from runbook.timeline.database import Database
 from runbook.timeline.events import Event
 from runbook.timeline.store import TimelineStore
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the e2e tests
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 MGMT = "http://127.0.0.1:15672"
@@ -250,16 +250,6 @@ def ready(queue: str) -> int:
         return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         conn.close()
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def settle(queue: str, messages: int, consumers: int, timeout: float = 20.0) -> None:

@@ -6,30 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from runbook.config import Settings
 from runbook.timeline.database import Database
 from runbook.timeline.store import TimelineStore
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the game-day tests
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
 APPROVERS = "roles:\n  incident-commander: [carol, dave]\n  queue-owner: [erin]\n  dba: [dana]\n"
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET
 from tests.support.pagerduty_gateway import UvicornThread, free_port, write_playbook
 from tests.support.pagerduty_payloads import encode, headers, incident_event
+from tests.support.waiting import wait_until as _wait
 
 # 100 runs (the full size) take ~6 min on 2 cores, each run a fresh worker subprocess; the suite
 # runs 30 (~2 min). Full size: RUNBOOK_DISTRIBUTED_RUNS=100 pytest tests/gateway/test_distributed.py
@@ -45,16 +45,6 @@ deployments:
     work_pool:
       name: {pool}
 """
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

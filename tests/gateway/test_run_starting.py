@@ -28,16 +28,7 @@ from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET
 from tests.support.pagerduty_gateway import Forwarder, UvicornThread, write_playbook
 from tests.support.pagerduty_payloads import encode, headers, incident_event
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.support.waiting import wait_until as wait_for
 
 
 @pytest.fixture

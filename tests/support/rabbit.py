@@ -3,13 +3,14 @@ polling the management API (its statistics are sampled every 5 s, so never read 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pika
+
+from tests.support.waiting import wait_until as wait_for  # noqa: F401 - used by the rabbit tests
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MGMT_URL = "http://127.0.0.1:15672"
@@ -81,20 +82,6 @@ def peek_ids(conn: pika.BlockingConnection, queue: str) -> list[int]:
         ids.append(int(props.message_id))
     ch.close()
     return ids
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.25, what: str = ""
-) -> Any:
-    """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def queue_doc(queue: str, vhost: str = "%2F") -> dict[str, Any]:
