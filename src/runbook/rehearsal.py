@@ -263,15 +263,7 @@ class ScriptedGate:
             f"{req.step_title}: {'done?' if req.kind == 'manual' else 'approve?'} {req.description}"
             f" (needs {req.min_approvals} of: {roles})",
             step_id=req.step_id,
-            details={
-                "action": req.action,
-                "params": req.params,
-                "plan_hash": req.plan_hash,
-                "approvers": req.approvers,
-                "min_approvals": req.min_approvals,
-                "evidence": req.evidence,
-                "kind": req.kind,
-            },
+            details=req.timeline_details(approvers=req.approvers),
         )
         answer = self.answer(req.step_id)
         if answer is None:

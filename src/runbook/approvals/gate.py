@@ -44,6 +44,25 @@ class GateRequest(BaseModel):
     incident_id: str | None = None
     attempt: int = 1
 
+    def timeline_details(self, **extra: Any) -> dict[str, Any]:
+        """What an ``approval.requested`` event records of this request, whichever gate asked: the
+        exact call and its hash (what the approver saw), the evidence, and who may decide."""
+        return {
+            "playbook": self.playbook,
+            "step_title": self.step_title,
+            "kind": self.kind,
+            "action": self.action,
+            "params": self.params,
+            "description": self.description,
+            "plan_hash": self.plan_hash,
+            "evidence": self.evidence,
+            "min_approvals": self.min_approvals,
+            "two_person": self.two_person,
+            "timeout_seconds": self.timeout_seconds,
+            "attempt": self.attempt,
+            **extra,
+        }
+
 
 class Decision(BaseModel):
     outcome: Literal["approved", "denied", "expired"]

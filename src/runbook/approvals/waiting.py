@@ -218,24 +218,12 @@ class StoreGate:
             f"{format_duration(req.timeout_seconds)} — {req.description} (plan {short(req.plan_hash)})",
             step_id=req.step_id,
             actor=req.requested_by,
-            details={
-                "request_id": row.id,
-                "action": req.action,
-                "params": req.params,
-                "description": req.description,
-                "plan_hash": req.plan_hash,
-                "evidence": req.evidence,
-                "roles": req.approvers,
-                "approvers": who,
-                "min_approvals": req.min_approvals,
-                "two_person": req.two_person,
-                "kind": req.kind,
-                "timeout_seconds": req.timeout_seconds,
-                "expires_at": row.expires_at.isoformat(),
-                "attempt": req.attempt,
-                "step_title": req.step_title,
-                "playbook": req.playbook,
-            },
+            details=req.timeline_details(
+                request_id=row.id,
+                roles=req.approvers,
+                approvers=who,
+                expires_at=row.expires_at.isoformat(),
+            ),
         )
         if not policy.members(req.approvers):
             recorder.emit(
