@@ -175,17 +175,22 @@ steps:
     assert dry.summary == "wipe: would destroy things (counter destroyed) (needs approval)"
 
 
-def test_policy_none_runs_once_with_justification_on_timeline(reg, settings, store, tmp_path: Path) -> None:
-    text = (
+def wipe_without_gate(counter: Path, justification: str) -> str:
+    """One destructive step opted out of approval (``policy: none``) that counts its executions."""
+    return (
         HEAD
         + f"""
 steps:
   - id: wipe
     action: test.destroy
-    with: {{counter: "{tmp_path / "d"}"}}
-    approval: {{policy: none, justification: "scratch data only"}}
+    with: {{counter: "{counter}"}}
+    approval: {{policy: none, justification: "{justification}"}}
 """
     )
+
+
+def test_policy_none_runs_once_with_justification_on_timeline(reg, settings, store, tmp_path: Path) -> None:
+    text = wipe_without_gate(tmp_path / "d", "scratch data only")
     outcome, _, events = run(text, reg, settings, store)
     assert outcome.status == "completed"
     assert (tmp_path / "d").read_text() == "1"
@@ -193,16 +198,7 @@ steps:
 
 
 def test_ledger_refuses_to_execute_the_same_call_twice(reg, settings, store, tmp_path: Path) -> None:
-    text = (
-        HEAD
-        + f"""
-steps:
-  - id: wipe
-    action: test.destroy
-    with: {{counter: "{tmp_path / "d"}"}}
-    approval: {{policy: none, justification: "test"}}
-"""
-    )
+    text = wipe_without_gate(tmp_path / "d", "test")
     run(text, reg, settings, store, run_id="same")
     outcome, _, events = run(text, reg, settings, store, run_id="same")  # the run retried by its worker
     assert outcome.status == "completed"
