@@ -43,7 +43,11 @@ def publish_numbered(
     body_size: int = 32,
     timestamp: int | None = None,
 ) -> None:
-    """Publish messages whose message_id is their number (persistent, no confirms: fast)."""
+    """Publish messages whose message_id is their number (persistent, no confirms: fast).
+
+    Returns once the queue holds them: without confirms, another connection (the action under test)
+    could otherwise see a count that is still growing. A passive declare on the same channel is a
+    synchronous call to the queue that the broker handles after the publishes sent before it."""
     for i in range(start, start + n):
         props = pika.BasicProperties(
             message_id=str(i),
@@ -52,6 +56,7 @@ def publish_numbered(
             timestamp=timestamp,
         )
         ch.basic_publish("", queue, f"body-{i}".encode().ljust(body_size, b"."), props)
+    ch.queue_declare(queue, passive=True)
 
 
 def ready(ch: Any, queue: str) -> int:
