@@ -28,7 +28,7 @@ from tests.support.waiting import wait_until as _wait
 
 # 100 runs (the full size) take ~6 min on 2 cores, each run a fresh worker subprocess; the suite
 # runs 30 (~2 min). Full size: RUNBOOK_DISTRIBUTED_RUNS=100 pytest tests/gateway/test_distributed.py
-RUNS = int(os.environ.get("RUNBOOK_DISTRIBUTED_RUNS", "30"))
+RUNS = int(os.environ.get("RUNBOOK_DISTRIBUTED_RUNS", "100"))
 PG = "postgresql://root@127.0.0.1:5432"
 PREFECT_YAML = """
 name: runbook-test
