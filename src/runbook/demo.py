@@ -41,11 +41,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 import pika
 import yaml
+
+from runbook.drills.local import Consumer, LocalRabbit
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGERDUTY_SECRET = "demo-pagerduty-webhook-secret"  # noqa: S105 - a demo value, printed on purpose
@@ -83,6 +85,7 @@ class PoisonBacklog:
     consumer: Any = None
     poison_id: str = ""
     notes: list[str] = field(default_factory=list)
+    rabbit: LocalRabbit = field(init=False, repr=False)
 
     @property
     def dlq(self) -> str:
@@ -92,31 +95,12 @@ class PoisonBacklog:
     def quarantine(self) -> str:
         return f"{self.queue}-quarantine"
 
-    def _mgmt(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        parts = urlsplit(self.mgmt_url)
-        base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
-        auth = (parts.username or "guest", parts.password or "guest")
-        return httpx.request(method, f"{base}{path}", auth=auth, timeout=10, **kw)
-
-    def _conn(self) -> pika.BlockingConnection:
-        from runbook.drills.local import amqp_params
-
-        return pika.BlockingConnection(amqp_params(self.amqp_url))
-
-    def counts(self, queue: str) -> tuple[int, int]:
-        """(ready, consumers) straight from the broker: no management-stats lag."""
-        conn = self._conn()
-        try:
-            ok = conn.channel().queue_declare(queue, passive=True)
-            return ok.method.message_count, ok.method.consumer_count
-        finally:
-            conn.close()
+    def __post_init__(self) -> None:
+        self.rabbit = LocalRabbit(self.amqp_url, self.mgmt_url)
 
     def inject(self) -> None:
-        from runbook.drills.local import Consumer
-
         self.delete()
-        conn = self._conn()
+        conn = self.rabbit.connect()
         try:
             ch = conn.channel()
             ch.confirm_delivery()
@@ -135,18 +119,18 @@ class PoisonBacklog:
                 ch.basic_nack(method.delivery_tag, requeue=False)
         finally:
             conn.close()
-        self._wait(lambda: self.counts(self.dlq)[0] == DLQ_FAILED, "dead-lettering into the DLQ")
+        self._wait(lambda: self.rabbit.counts(self.dlq)[0] == DLQ_FAILED, "dead-lettering into the DLQ")
         # one worker, wedged behind the poison message until it is gone from the queue
         self.consumer = Consumer(
-            self.amqp_url, self.queue, "held", release=lambda: self.counts(self.quarantine)[0] > 0
+            self.amqp_url, self.queue, "held", release=lambda: self.rabbit.counts(self.quarantine)[0] > 0
         ).start()
         self.poison_id = f"poison-{self.queue.rsplit('-', 1)[-1]}"
-        conn = self._conn()
+        conn = self.rabbit.connect()
         try:
             ch = conn.channel()
             ch.confirm_delivery()
             self._publish(ch, "in-flight", {"job-type": "render"})
-            self._wait(lambda: self.counts(self.queue)[0] == 0, "the worker to take its job")
+            self._wait(lambda: self.rabbit.counts(self.queue)[0] == 0, "the worker to take its job")
             self._publish(ch, self.poison_id, {"job-type": "render", "tenant": "t-13"})
             method, _, _ = ch.basic_get(self.queue)  # a worker took it and crashed: redelivered
             ch.basic_nack(method.delivery_tag, requeue=True)
@@ -173,28 +157,18 @@ class PoisonBacklog:
         raise RuntimeError(f"timed out waiting for {what}")
 
     def _settle(self) -> None:
-        """The playbook reads the management API, whose stats are sampled every 5 s: wait until it
-        shows the backlog and the consumer, so the snapshot sees what is really there."""
+        """The playbook reads the management API: wait until it shows the backlog and the consumer,
+        so the snapshot sees what is really there."""
         want = BACKLOG + 2  # ready backlog + poison + the wedged worker's unacked job
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            doc = self._mgmt("GET", f"/api/queues/%2F/{quote(self.queue, safe='')}").json()
-            if doc.get("messages") == want and doc.get("consumers") == 1:
-                return
-            time.sleep(0.5)
-        self.notes.append("management stats did not settle within 30 s; the snapshot may lag")
+        if not self.rabbit.settle(self.queue, want, 1, timeout=30):
+            self.notes.append("management stats did not settle within 30 s; the snapshot may lag")
 
     def delete(self) -> None:
         for q in (self.queue, self.dlq, self.quarantine):
-            self._mgmt("DELETE", f"/api/queues/%2F/{quote(q, safe='')}")
+            self.rabbit.mgmt("DELETE", self.rabbit.queue_path(q))
 
     def quarantined_ids(self) -> list[str]:
-        docs = self._mgmt(
-            "POST",
-            f"/api/queues/%2F/{quote(self.quarantine, safe='')}/get",
-            json={"count": 10, "ackmode": "ack_requeue_true", "encoding": "auto"},
-        ).json()
-        return [str(d.get("properties", {}).get("message_id")) for d in docs]
+        return [str(i) for i in self.rabbit.peek_ids(self.quarantine, 10)]
 
     def stop(self) -> None:
         if self.consumer is not None:
@@ -589,7 +563,7 @@ def check_system(t0: float, fault: PoisonBacklog, result: DemoResult) -> None:
     end = time.monotonic() + 20
     dlq = main = -1
     while time.monotonic() < end:
-        dlq, main = fault.counts(fault.dlq)[0], fault.counts(fault.queue)[0]
+        dlq, main = fault.rabbit.counts(fault.dlq)[0], fault.rabbit.counts(fault.queue)[0]
         if dlq == 0 and main == 0:
             break
         time.sleep(0.5)

@@ -74,7 +74,7 @@ def test_backlog_poison(injected: tuple[Fault, KubeWorld]) -> None:
 @pytest.mark.parametrize("injected", ["no-consumers"], indirect=True)
 def test_no_consumers(injected: tuple[Fault, KubeWorld]) -> None:
     fault, kube = injected
-    assert fault._counts(fault.queue) == (200, 0)
+    assert fault.rabbit.counts(fault.queue) == (200, 0)
     assert kube.get_deployment({"namespace": "orchestrator", "deployment": "orchestrator"})["desired"] == 0
     scale(kube, 2)  # what the playbook's approved mitigation does: real consumers start
     assert fault.fixed() == (True, f"{fault.queue}: 0 ready, 2 consumers")
@@ -87,12 +87,12 @@ def test_stuck_executions(injected: tuple[Fault, KubeWorld], drill_settings: Set
     import psycopg
 
     fault, _ = injected
-    assert fault._stuck() == 3 and fault._counts(fault.queue)[1] == 1
+    assert fault._stuck() == 3 and fault.rabbit.counts(fault.queue)[1] == 1
     assert fault.fixed()[0] is False
     with psycopg.connect(fault._db(), autocommit=True) as c:
         c.execute(f"UPDATE {fault.table} SET status = 'failed' WHERE status IN ('running', 'requested')")
     assert fault.fixed()[0] is True
-    wait_until(lambda: fault._counts(fault.queue)[0] == 0, 15, "held workers to resume once slots free")
+    wait_until(lambda: fault.rabbit.counts(fault.queue)[0] == 0, 15, "held workers to resume once slots free")
     fault.cleanup()
     with psycopg.connect(fault._db(), autocommit=True) as c:
         schema = fault.table.split(".")[0]

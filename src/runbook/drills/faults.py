@@ -15,14 +15,12 @@ import subprocess
 import sys
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit
 
-import httpx
 import pika
 
 from runbook.config import Settings
 from runbook.drills.kube_standin import KubeWorld, Workload
-from runbook.drills.local import ConnectionHolder, Consumers, ThrowawayPostgres, amqp_params
+from runbook.drills.local import ConnectionHolder, Consumers, LocalRabbit, ThrowawayPostgres
 
 CONSUMERS = {"app": "orchestrator"}
 
@@ -35,6 +33,7 @@ class Fault:
 
     def __init__(self, tag: str, settings: Settings) -> None:
         self.tag, self.settings = tag, settings
+        self.rabbit = LocalRabbit(settings.rabbitmq_url, settings.rabbitmq_management_url)
         self.queue = f"drill-{tag}"
         self.notes: list[str] = []
         self._undo: list[Any] = []
@@ -67,21 +66,13 @@ class Fault:
                 self.notes.append(f"cleanup step failed: {exc}")
 
     # -- local RabbitMQ helpers ------------------------------------------------------------------
-    def _mgmt(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        parts = urlsplit(self.settings.rabbitmq_management_url)
-        base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
-        auth = (parts.username or "guest", parts.password or "guest")
-        return httpx.request(method, f"{base}{path}", auth=auth, timeout=10, **kw)
-
     def _declare(self, *queues: str) -> None:
         for q in queues:
-            self._mgmt(
-                "PUT", f"/api/queues/%2F/{quote(q, safe='')}", json={"durable": True}
-            ).raise_for_status()
-            self._undo.append(lambda q=q: self._mgmt("DELETE", f"/api/queues/%2F/{quote(q, safe='')}"))
+            self.rabbit.mgmt("PUT", self.rabbit.queue_path(q), json={"durable": True}).raise_for_status()
+            self._undo.append(lambda q=q: self.rabbit.mgmt("DELETE", self.rabbit.queue_path(q)))
 
     def _publish(self, queue: str, n: int, **props: Any) -> None:
-        conn = pika.BlockingConnection(amqp_params(self.settings.rabbitmq_url))
+        conn = self.rabbit.connect()
         try:
             ch = conn.channel()
             for i in range(n):
@@ -99,24 +90,8 @@ class Fault:
             conn.close()
 
     def _settle(self, queue: str, messages: int, consumers: int, timeout: float = 20.0) -> None:
-        """Wait until the management API shows what was injected: its stats are sampled every few
-        seconds, and a playbook reading them too early would see an empty, consumer-less queue."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            doc = self._mgmt("GET", f"/api/queues/%2F/{quote(queue, safe='')}").json()
-            if doc.get("messages") == messages and doc.get("consumers") == consumers:
-                return
-            time.sleep(0.5)
-        self.notes.append(f"management stats of {queue} did not settle within {timeout:.0f}s")
-
-    def _counts(self, queue: str) -> tuple[int, int]:
-        """(ready messages, consumers) straight from the broker (passive declare, no stats lag)."""
-        conn = pika.BlockingConnection(amqp_params(self.settings.rabbitmq_url))
-        try:
-            ok = conn.channel().queue_declare(queue, passive=True)
-            return ok.method.message_count, ok.method.consumer_count
-        finally:
-            conn.close()
+        if not self.rabbit.settle(queue, messages, consumers, timeout):
+            self.notes.append(f"management stats of {queue} did not settle within {timeout:.0f}s")
 
     def _consumers(self, mode: str, **kw: Any) -> Consumers:
         group = Consumers(self.settings.rabbitmq_url, self.queue, mode, **kw)
@@ -149,7 +124,7 @@ class BacklogPoison(Fault):
         self._publish(self.queue, 1, message_id="in-flight")
         # ... and the head is a message every worker has already crashed on (redelivered)
         self._publish(self.queue, 1, message_id=f"poison-{self.tag}", headers={"job-type": "poison"})
-        conn = pika.BlockingConnection(amqp_params(self.settings.rabbitmq_url))
+        conn = self.rabbit.connect()
         try:
             ch = conn.channel()
             method, _, _ = ch.basic_get(self.queue)
@@ -160,18 +135,9 @@ class BacklogPoison(Fault):
         self._settle(self.queue, 302, 1)
 
     def fixed(self) -> tuple[bool, str]:
-        docs = self._mgmt(
-            "POST",
-            f"/api/queues/%2F/{quote(self.queue + '-quarantine', safe='')}/get",
-            json={"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"},
-        ).json()
-        ids = [d.get("properties", {}).get("message_id") for d in docs]
-        head = self._mgmt(
-            "POST",
-            f"/api/queues/%2F/{quote(self.queue, safe='')}/get",
-            json={"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"},
-        ).json()
-        head_id = head[0].get("properties", {}).get("message_id") if head else None
+        ids = self.rabbit.peek_ids(f"{self.queue}-quarantine", 5)
+        head = self.rabbit.peek_ids(self.queue, 1)
+        head_id = head[0] if head else None
         ok = f"poison-{self.tag}" in ids and head_id != f"poison-{self.tag}"
         return ok, f"quarantine holds {ids}; head of {self.queue} is now {head_id}"
 
@@ -202,10 +168,10 @@ class NoConsumers(Fault):
 
     def fixed(self) -> tuple[bool, str]:
         end = time.monotonic() + 15
-        ready, consumers = self._counts(self.queue)
+        ready, consumers = self.rabbit.counts(self.queue)
         while time.monotonic() < end and (ready or not consumers):
             time.sleep(0.5)
-            ready, consumers = self._counts(self.queue)
+            ready, consumers = self.rabbit.counts(self.queue)
         return consumers > 0 and ready == 0, f"{self.queue}: {ready} ready, {consumers} consumers"
 
 

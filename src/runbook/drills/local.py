@@ -1,5 +1,6 @@
 """Small real workloads a drill runs against the local services: AMQP consumers (healthy, hung, or
-held until a condition clears), PostgreSQL connection holders, and a throwaway PostgreSQL cluster.
+held until a condition clears), PostgreSQL connection holders, and a throwaway PostgreSQL cluster;
+and ``LocalRabbit``, the direct view of the broker that faults and the demo use to set up and judge.
 
 Why real ones: a drill proves the playbook reads the *real* symptoms (consumer counts, acks, stuck
 rows, connection usage) and that its mitigation really changes them.
@@ -15,7 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
+import httpx
 import pika
 
 
@@ -25,6 +28,56 @@ def amqp_params(url: str) -> pika.URLParameters:
     params.blocked_connection_timeout = 10
     params.connection_attempts = 1
     return params
+
+
+class LocalRabbit:
+    """The local broker seen directly, not through runbook's actions: a fault sets the scene and
+    judges the outcome with these, so a playbook is never graded by its own code."""
+
+    def __init__(self, amqp_url: str, management_url: str) -> None:
+        self.amqp_url = amqp_url
+        parts = urlsplit(management_url)
+        self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}"
+        self._auth = (parts.username or "guest", parts.password or "guest")
+
+    @staticmethod
+    def queue_path(queue: str) -> str:
+        return f"/api/queues/%2F/{quote(queue, safe='')}"
+
+    def mgmt(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self._base}{path}", auth=self._auth, timeout=10, **kw)
+
+    def connect(self) -> pika.BlockingConnection:
+        return pika.BlockingConnection(amqp_params(self.amqp_url))
+
+    def counts(self, queue: str) -> tuple[int, int]:
+        """(ready messages, consumers) straight from the broker (passive declare, no stats lag)."""
+        conn = self.connect()
+        try:
+            ok = conn.channel().queue_declare(queue, passive=True)
+            return ok.method.message_count, ok.method.consumer_count
+        finally:
+            conn.close()
+
+    def settle(self, queue: str, messages: int, consumers: int, timeout: float) -> bool:
+        """Wait until the management API shows ``messages`` and ``consumers``: its stats are sampled
+        every few seconds, and a playbook reading them too early would see an empty, idle queue."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            doc = self.mgmt("GET", self.queue_path(queue)).json()
+            if doc.get("messages") == messages and doc.get("consumers") == consumers:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def peek_ids(self, queue: str, count: int) -> list[Any]:
+        """Message ids of the first ``count`` messages, requeued in place (nothing consumed)."""
+        docs = self.mgmt(
+            "POST",
+            f"{self.queue_path(queue)}/get",
+            json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        ).json()
+        return [d.get("properties", {}).get("message_id") for d in docs]
 
 
 class Consumer:
