@@ -63,30 +63,26 @@ def ready(ch: Any, queue: str) -> int:
     return ch.queue_declare(queue, passive=True).method.message_count
 
 
-def drain_ids(conn: pika.BlockingConnection, queue: str) -> list[int]:
-    """Consume and acknowledge everything in ``queue``; the message ids in delivery order."""
+def _ids(conn: pika.BlockingConnection, queue: str, *, consume: bool) -> list[int]:
     ch = conn.channel()
     ids = []
     while True:
-        method, props, _ = ch.basic_get(queue, auto_ack=True)
+        method, props, _ = ch.basic_get(queue, auto_ack=consume)
         if method is None:
             break
         ids.append(int(props.message_id))
     ch.close()
     return ids
+
+
+def drain_ids(conn: pika.BlockingConnection, queue: str) -> list[int]:
+    """Consume and acknowledge everything in ``queue``; the message ids in delivery order."""
+    return _ids(conn, queue, consume=True)
 
 
 def peek_ids(conn: pika.BlockingConnection, queue: str) -> list[int]:
     """Every message id in ``queue`` in order, leaving the queue as it was (get, then requeue on close)."""
-    ch = conn.channel()
-    ids = []
-    while True:
-        method, props, _ = ch.basic_get(queue, auto_ack=False)
-        if method is None:
-            break
-        ids.append(int(props.message_id))
-    ch.close()
-    return ids
+    return _ids(conn, queue, consume=False)
 
 
 def queue_doc(queue: str, vhost: str = "%2F") -> dict[str, Any]:
