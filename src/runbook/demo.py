@@ -47,7 +47,7 @@ import httpx
 import pika
 import yaml
 
-from runbook.drills.local import Consumer, LocalRabbit
+from runbook.drills.local import Consumer, LocalRabbit, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGERDUTY_SECRET = "demo-pagerduty-webhook-secret"  # noqa: S105 - a demo value, printed on purpose
@@ -119,7 +119,10 @@ class PoisonBacklog:
                 ch.basic_nack(method.delivery_tag, requeue=False)
         finally:
             conn.close()
-        self._wait(lambda: self.rabbit.counts(self.dlq)[0] == DLQ_FAILED, "dead-lettering into the DLQ")
+        def dead_lettered() -> bool:
+            return self.rabbit.counts(self.dlq)[0] == DLQ_FAILED
+
+        wait_for(dead_lettered, 20, "dead-lettering into the DLQ", 0.2)
         # one worker, wedged behind the poison message until it is gone from the queue
         self.consumer = Consumer(
             self.amqp_url, self.queue, "held", release=lambda: self.rabbit.counts(self.quarantine)[0] > 0
@@ -130,7 +133,7 @@ class PoisonBacklog:
             ch = conn.channel()
             ch.confirm_delivery()
             self._publish(ch, "in-flight", {"job-type": "render"})
-            self._wait(lambda: self.rabbit.counts(self.queue)[0] == 0, "the worker to take its job")
+            wait_for(lambda: self.rabbit.counts(self.queue)[0] == 0, 20, "the worker to take its job", 0.2)
             self._publish(ch, self.poison_id, {"job-type": "render", "tenant": "t-13"})
             method, _, _ = ch.basic_get(self.queue)  # a worker took it and crashed: redelivered
             ch.basic_nack(method.delivery_tag, requeue=True)
@@ -147,14 +150,6 @@ class PoisonBacklog:
             json.dumps({"job": message_id}).encode(),
             pika.BasicProperties(delivery_mode=2, message_id=message_id, headers=headers),
         )
-
-    def _wait(self, cond: Any, what: str, timeout: float = 20.0) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"timed out waiting for {what}")
 
     def _settle(self) -> None:
         """The playbook reads the management API: wait until it shows the backlog and the consumer,

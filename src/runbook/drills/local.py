@@ -30,6 +30,16 @@ def amqp_params(url: str) -> pika.URLParameters:
     return params
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> None:
+    """Poll ``predicate`` until true; a drill or the demo that cannot set its scene stops with what it
+    was waiting for instead of running a playbook against half a fault."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
 class LocalRabbit:
     """The local broker seen directly, not through runbook's actions: a fault sets the scene and
     judges the outcome with these, so a playbook is never graded by its own code."""

@@ -19,11 +19,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from runbook.drills.local import wait_for
 
 MAIN_MGMT = "http://127.0.0.1:15672"
 AUTH = ("guest", "guest")
@@ -46,14 +47,6 @@ def api_nodes(mgmt: str = MAIN_MGMT) -> list[dict[str, Any]]:
 def main_node_name() -> str:
     """The main node's name as the cluster knows it (e.g. ``rabbit@localhost``)."""
     return httpx.get(f"{MAIN_MGMT}/api/overview", auth=AUTH, timeout=10).json()["node"]
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def _host() -> str:
@@ -121,15 +114,15 @@ class RabbitNode:
             "RABBITMQ_PID_FILE": str(self.base / "pid"),
         }
         subprocess.run(["rabbitmq-server", "-detached"], env=env, cwd="/tmp", check=True, timeout=60)
-        _wait(lambda: self._ctl_ok("await_startup", "--timeout", "5"), 90, f"{self.node} to boot")
+        wait_for(lambda: self._ctl_ok("await_startup", "--timeout", "5"), 90, f"{self.node} to boot")
         if self.clustered:
             rabbitmqctl("stop_app", node=self.node)
             rabbitmqctl("reset", node=self.node)
             rabbitmqctl("join_cluster", self.main, node=self.node)
             rabbitmqctl("start_app", node=self.node)
-            _wait(lambda: self.running() is True, 60, f"{self.node} to show running in /api/nodes")
+            wait_for(lambda: self.running() is True, 60, f"{self.node} to show running in /api/nodes")
         else:
-            _wait(self._mgmt_answers, 60, f"{self.node} management API")
+            wait_for(self._mgmt_answers, 60, f"{self.node} management API")
 
     def _mgmt_answers(self) -> bool:
         try:
@@ -146,7 +139,7 @@ class RabbitNode:
     def start_app(self) -> None:
         rabbitmqctl("start_app", node=self.node)
         if self.clustered:
-            _wait(lambda: self.running() is True, 60, f"{self.node} to run again")
+            wait_for(lambda: self.running() is True, 60, f"{self.node} to run again")
 
     def running(self) -> bool | None:
         """What the main node's management API says (``None``: not a member)."""
@@ -164,7 +157,7 @@ class RabbitNode:
         if self.clustered:
             if self.running() is not None:
                 rabbitmqctl("forget_cluster_node", self.node, node=self.main, check=False)
-            _wait(lambda: self.running() is None, 30, f"{self.node} to leave the cluster")
+            wait_for(lambda: self.running() is None, 30, f"{self.node} to leave the cluster")
         if self.base.exists():
             shutil.rmtree(self.base, ignore_errors=True)
 
