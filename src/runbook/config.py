@@ -13,8 +13,12 @@ from pathlib import Path
 
 
 def data_dir() -> Path:
-    """The user's runbook data directory (SQLite timeline, Prefect home of the embedded server)."""
-    return Path(os.environ.get("RUNBOOK_HOME", Path.home() / ".runbook"))
+    """The user's runbook data directory (SQLite timeline, Prefect home of the embedded server),
+    created and kept 0700: it holds dumps, postmortems and the store of a production run."""
+    from runbook.core.files import data_dir as _data_dir
+    from runbook.core.files import ensure_private_root
+
+    return ensure_private_root(_data_dir())
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -40,6 +44,10 @@ class Settings:
     database_inspect_url: str | None = None
     prefect_api_url: str = "http://127.0.0.1:4200/api"
     public_url: str = "http://127.0.0.1:8080"
+    #: the only Slack workspace (team id) or Enterprise Grid org whose clicks count; none: no click counts
+    slack_team_id: str | None = None
+    #: an operator's folder of postmortem templates (besides the packaged ones); none: packaged only
+    templates_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +72,8 @@ class Settings:
             database_inspect_url=e.get("DATABASE_URL") or None,
             prefect_api_url=e.get("PREFECT_API_URL") or cls.prefect_api_url,
             public_url=e.get("RUNBOOK_PUBLIC_URL") or cls.public_url,
+            slack_team_id=e.get("RUNBOOK_SLACK_TEAM_ID") or None,
+            templates_dir=Path(e["RUNBOOK_TEMPLATES"]) if e.get("RUNBOOK_TEMPLATES") else None,
         )
 
     def secrets(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""Leaf utilities every other floor may import: settings, files, redaction, expressions, clock."""
