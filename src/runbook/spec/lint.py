@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from runbook.actions.registry import ActionRegistry, ActionSpec
 from runbook.compiler.expressions import TemplateSyntaxError, is_expression, parse_template, references
 from runbook.spec.models import Playbook
-from runbook.spec.yamlsource import Path_, Problem, Source, load_source
+from runbook.spec.yamlsource import Path_, Problem, Source, UnreadableSource, load_source, read_source_text
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 
@@ -275,8 +275,9 @@ def playbook_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Proble
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in PLAYBOOK_SUFFIXES and f.is_file()))
-        elif p.is_file():
+            # not only regular files: a FIFO or device named like a playbook is reported, not skipped silently
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in PLAYBOOK_SUFFIXES and not f.is_dir()))
+        elif p.exists() or p.is_symlink():
             files.append(p)
         else:
             problems.append(Problem(str(p), 1, 1, "no such file or directory"))
@@ -288,9 +289,9 @@ def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Pr
     names: dict[str, Path] = {}
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(f), 1, 1, f"cannot read: {exc}"))
+            text = read_source_text(f)
+        except UnreadableSource as exc:
+            problems.append(exc.problem)
             continue
         playbook, found = lint_text(text, str(f), registry)
         problems.extend(found)
@@ -310,9 +311,9 @@ def load_playbook(path: str | Path, registry: ActionRegistry) -> Playbook:
     """The validated playbook at ``path``; :class:`PlaybookError` lists every problem otherwise."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError([Problem(str(p), 1, 1, f"cannot read: {exc}")]) from None
+        text = read_source_text(p)
+    except UnreadableSource as exc:
+        raise PlaybookError([exc.problem]) from None
     playbook, problems = lint_text(text, str(p), registry)
     if problems or playbook is None:
         raise PlaybookError(problems)
@@ -330,7 +331,10 @@ def find_playbook(name_or_path: str, folder: Path, registry: ActionRegistry) -> 
             if f.is_file():
                 return load_playbook(f, registry)
     for f in playbook_files([folder])[0]:
-        src = load_source(f.read_text(encoding="utf-8"), str(f))
+        try:
+            src = load_source(read_source_text(f), str(f))
+        except UnreadableSource:
+            continue  # reported by ``runbook lint``; it cannot be the playbook asked for by name
         if isinstance(src.data, dict) and src.data.get("name") == name_or_path:
             return load_playbook(f, registry)
     raise PlaybookError([Problem(name_or_path, 1, 1, f"no playbook named '{name_or_path}' in {folder}/")])
