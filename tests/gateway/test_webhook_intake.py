@@ -171,7 +171,11 @@ def test_resolved_is_noted_on_the_started_run(client, playbook_name) -> None:
 def test_health_and_metrics(client) -> None:
     post(client, incident_event(incident_id="PMET001"))
     client.post(URL, content=b"{}", headers={"X-PagerDuty-Signature": "v1=00"})
-    assert client.get("/healthz").json() == {"status": "ok", "store": "ok"}
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "store": "ok",
+        "playbooks": {"loaded": 2, "skipped": {}},
+    }
     text = client.get("/metrics").text
     assert 'runbook_webhooks_total{outcome="accepted"}' in text
     assert 'runbook_webhooks_total{outcome="unauthorized"}' in text

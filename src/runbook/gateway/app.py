@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from runbook.config import Settings, data_dir
 from runbook.gateway import metrics
+from runbook.gateway.bodies import BodyTooLarge, read_limited
 from runbook.gateway.intake_store import Accepted, IntakeStore
 from runbook.gateway.pagerduty_events import (
     MalformedEvent,
@@ -138,24 +139,21 @@ def create_app(
 
     app = FastAPI(title="runbook gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
+    # the Slack route decides clicks in this gateway's own store, with its own settings
+    from runbook.approvals.service import Approvals
+
+    app.state.approvals = Approvals(gw.settings, gw.timeline)
 
     @app.post("/webhooks/pagerduty")
     async def pagerduty_webhook(request: Request) -> Response:
         started = time.perf_counter()
+        # X-Webhook-Id is not signed: it is logged, never used as the deduplication key
         webhook_id = (request.headers.get("x-webhook-id") or "")[:200]
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY:
-            log.warning(
-                "webhook %s refused: %s bytes is over the %d byte limit", webhook_id, declared, MAX_BODY
-            )
+        try:
+            raw = await read_limited(request, MAX_BODY)
+        except BodyTooLarge as exc:
+            log.warning("webhook %s refused: %s", webhook_id or "-", exc)
             return _answer(413, "too_large")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                log.warning("webhook %s refused: body over the %d byte limit", webhook_id, MAX_BODY)
-                return _answer(413, "too_large")
-        raw = bytes(body)
         if not verify_signature(
             raw, request.headers.get("x-pagerduty-signature"), gw.settings.pagerduty_webhook_secrets
         ):
@@ -174,7 +172,9 @@ def create_app(
             )
             return _answer(400, "malformed", error="body is not a PagerDuty V3 webhook event")
         resolved = event.event_type == "incident.resolved"
-        playbooks = [pb.name for pb in matching_playbooks(gw.catalog.playbooks(), event)]
+        # file I/O when a playbook changed: off the event loop; a broken playbook is skipped in there
+        catalog = await asyncio.to_thread(gw.catalog.playbooks)
+        playbooks = [pb.name for pb in matching_playbooks(catalog, event)]
         if not playbooks and not resolved:
             log.info(
                 "webhook %s %s for %s: no playbook matches, ignored",
@@ -183,7 +183,10 @@ def create_app(
                 (event.incident or {}).get("id"),
             )
             return _answer(202, "ignored", event_type=event.event_type)
-        delivery_id = webhook_id or (
+        # The key is signed content: the event id inside the body, else the body's hash. A captured
+        # signed body replayed with a fresh X-Webhook-Id is the same delivery (a PagerDuty retry of a
+        # delivery resends the same body, so it is one too).
+        delivery_id = (
             f"event:{event.event_id}" if event.event_id else "sha256:" + hashlib.sha256(raw).hexdigest()
         )
         record = dict(
@@ -220,7 +223,11 @@ def create_app(
         finally:
             metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
         if accepted.duplicate:
-            log.info("webhook %s is a duplicate delivery: nothing new", delivery_id)
+            log.info(
+                "webhook %s (X-Webhook-Id %s) is a duplicate delivery: nothing new",
+                delivery_id,
+                webhook_id or "-",
+            )
             return _answer(202, "duplicate")
         incident_id = (event.incident or {}).get("id")
         for run_id, _playbook in accepted.runs_to_note or []:
@@ -228,8 +235,9 @@ def create_app(
         if accepted.new_claims:
             gw.starter.wake()
         log.info(
-            "webhook %s %s for incident %s: new runs %s",
+            "webhook %s (X-Webhook-Id %s) %s for incident %s: new runs %s",
             delivery_id,
+            webhook_id or "-",
             event.event_type,
             incident_id,
             accepted.new_claims or "none",
@@ -244,9 +252,17 @@ def create_app(
             ok = await asyncio.wait_for(asyncio.to_thread(gw.db.ping), timeout=3)
         except TimeoutError:
             ok = False
+        try:  # which playbooks intake uses and which it skipped (a broken one never fails health)
+            playbooks: dict[str, Any] = await asyncio.wait_for(
+                asyncio.to_thread(gw.catalog.status), timeout=5
+            )
+        except Exception as exc:  # noqa: BLE001 - the catalog's own trouble is reported, not raised
+            playbooks = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         if not ok:
-            return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok", "store": "ok"})
+            return JSONResponse(
+                {"status": "unavailable", "store": "unreachable", "playbooks": playbooks}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "store": "ok", "playbooks": playbooks})
 
     follower = metrics.StoreFollower(gw.timeline)
 

@@ -137,40 +137,105 @@ def matching_playbooks(playbooks: list[Playbook], event: WebhookEvent) -> list[P
     return [pb for pb in playbooks if any(trigger_matches(t, event) for t in pb.triggers.pagerduty)]
 
 
+_Stamp = tuple[int, int, int, int]  # (device, inode, size, mtime_ns) of the file a path names
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        try:
+            st = path.lstat()  # a dangling symlink: still a file to report
+        except OSError:
+            return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class PlaybookCatalog:
     """The playbooks of a folder, reloaded when a file changes (no gateway restart to add one).
 
-    A playbook that does not lint is logged and left out; the others keep working."""
+    A playbook that cannot be read, does not lint, or reuses another's name is left out with **one**
+    log line per change of that file (not one per request), and :meth:`status` says which and why
+    (``/healthz`` shows it). One broken file never stops intake for the others: every failure while
+    loading a file, whatever its kind, is that file's skip reason. Unchanged files are not re-read."""
 
     folder: Path
     registry: Any = None
-    _stamp: tuple[tuple[str, float], ...] = ()
+    _files: dict[Path, tuple[_Stamp | None, Playbook | None, str | None]] = field(default_factory=dict)
     _playbooks: list[Playbook] = field(default_factory=list)
+    _skipped: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def playbooks(self) -> list[Playbook]:
-        from runbook.spec.lint import PlaybookError, load_playbook, playbook_files
+        """The loaded playbooks (blocking file I/O on a change: call it from a worker thread)."""
+        from runbook.spec.lint import playbook_files
 
         files, _ = playbook_files([self.folder]) if self.folder.is_dir() else ([], [])
-        stamp = tuple((str(f), f.stat().st_mtime) for f in files)
+        stamps = {f: _stamp(f) for f in files}
         with self._lock:
-            if stamp == self._stamp:
+            if stamps.keys() == self._files.keys() and all(
+                self._files[f][0] == st for f, st in stamps.items()
+            ):
                 return self._playbooks
             if self.registry is None:
                 from runbook.compiler.runtime import cached_registry
 
                 self.registry = cached_registry()
-            loaded = []
-            for f in files:
-                try:
-                    loaded.append(load_playbook(f, self.registry))
-                except PlaybookError as exc:
-                    log.error(
-                        "playbook %s skipped: %d problem(s), first: %s",
-                        f,
-                        len(exc.problems),
-                        exc.problems[0] if exc.problems else "?",
+            files_now: dict[Path, tuple[_Stamp | None, Playbook | None, str | None]] = {}
+            for f, st in stamps.items():
+                known = self._files.get(f)
+                if known is not None and known[0] == st:
+                    files_now[f] = known
+                    continue
+                playbook, reason = self._load(f)
+                if reason is not None:
+                    log.error("playbook %s skipped: %s", f, reason)
+                files_now[f] = (st, playbook, reason)
+            loaded: list[Playbook] = []
+            skipped: dict[str, str] = {}
+            names: dict[str, Path] = {}
+            for f, (_st, playbook, reason) in files_now.items():
+                if playbook is not None and playbook.name in names:
+                    reason = (
+                        f"playbook name '{playbook.name}' is also used by {self._label(names[playbook.name])}"
                     )
-            self._playbooks, self._stamp = loaded, stamp
+                    if self._files.get(f, (None, None, None))[2] != reason:
+                        log.error("playbook %s skipped: %s", f, reason)
+                    files_now[f] = (_st, playbook, reason)
+                    playbook = None
+                if playbook is not None:
+                    names[playbook.name] = f
+                    loaded.append(playbook)
+                elif reason is not None:
+                    skipped[self._label(f)] = reason
+            self._files, self._playbooks, self._skipped = files_now, loaded, skipped
             return loaded
+
+    def status(self) -> dict[str, Any]:
+        """``{"loaded": N, "skipped": {file: reason}}`` after a refresh (for ``/healthz``)."""
+        loaded = self.playbooks()
+        with self._lock:
+            out: dict[str, Any] = {"loaded": len(loaded), "skipped": dict(self._skipped)}
+        if not self.folder.is_dir():
+            out["error"] = f"{self.folder} is not a folder"
+        return out
+
+    def _label(self, f: Path) -> str:
+        try:
+            return str(f.relative_to(self.folder))
+        except ValueError:
+            return str(f)
+
+    def _load(self, f: Path) -> tuple[Playbook | None, str | None]:
+        from runbook.spec.lint import PlaybookError, load_playbook
+
+        try:
+            return load_playbook(f, self.registry), None
+        except PlaybookError as exc:
+            first = exc.problems[0] if exc.problems else None
+            where = f"line {first.line}:{first.col}: {first.message}" if first else "?"
+            more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+            return None, f"{where}{more}"
+        except Exception as exc:  # noqa: BLE001 - any failure is this file's, never intake's
+            return None, f"could not load: {type(exc).__name__}: {str(exc)[:200]}"
