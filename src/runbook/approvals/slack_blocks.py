@@ -4,6 +4,11 @@ Written for someone woken at 3 a.m.: the first words say what happened, the step
 follow, times are UTC. An approval message shows the step, why it is proposed (evidence), the exact
 call with its rendered parameters and the action's own description, the plan hash, who may approve
 and when it expires. Button action ids are an enum: the gateway routes on them.
+
+Every value that comes from data (incident titles, summaries, params, evidence, names, reasons) is
+placed through :mod:`runbook.approvals.slack_text` (``_e``, ``_c``, ``_fence`` here: redacted, then
+escaped), so it shows as text and never as a mention or a link; only the markup written here is markup.
+Header blocks are ``plain_text``, which Slack never reads as markup.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
+from runbook.approvals.slack_text import code, code_block, escape
 from runbook.approvals.store import RequestRow
 from runbook.redact import redact
 from runbook.spec.durations import format_duration
@@ -47,6 +53,21 @@ LABELS = {
 }
 
 
+def _e(value: Any) -> str:
+    """A data value as mrkdwn text (secrets redacted first, so a secret is still found)."""
+    return escape(redact(str(value)))
+
+
+def _c(value: Any) -> str:
+    """A data value as an inline code span."""
+    return code(redact(str(value)))
+
+
+def _fence(value: Any) -> str:
+    """A data value as a fenced code block."""
+    return code_block(redact(str(value)))
+
+
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
     text = redact(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -55,37 +76,37 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
 def event_text(event: Event) -> str:
     """One timeline event as one Slack line (mrkdwn)."""
     t = event.time.strftime("%H:%M:%S")
-    who = f" — _{event.actor}_" if event.actor else ""
+    who = f" — _{_e(event.actor)}_" if event.actor else ""
     icon = ICONS.get(event.kind, "·")
-    return _clip(f"`{t}Z` {icon} *{LABELS.get(event.kind, event.kind.value)}* {event.summary}{who}")
+    return _clip(f"`{t}Z` {icon} *{LABELS.get(event.kind, event.kind.value)}* {_e(event.summary)}{who}")
 
 
 def root_text(event: Event, run_id: str) -> str:
     """The first message of a run's thread: what runs, why, for whom."""
     d = event.details
     incident = d.get("incident") or {}
-    lines = [f"{ICONS[Kind.RUN_STARTED]} *{d.get('playbook', 'run')}*: {event.summary}"]
-    bits = [f"run `{run_id}`", f"trigger {d.get('trigger', 'manual')}"]
+    lines = [f"{ICONS[Kind.RUN_STARTED]} *{_e(d.get('playbook', 'run'))}*: {_e(event.summary)}"]
+    bits = [f"run {_c(run_id)}", f"trigger {_e(d.get('trigger', 'manual'))}"]
     if event.actor:
-        bits.append(f"by {event.actor}")
+        bits.append(f"by {_e(event.actor)}")
     if incident.get("id"):
-        title = f" — {incident['title']}" if incident.get("title") else ""
-        bits.append(f"incident {incident.get('id')}{title}")
+        title = f" — {_e(incident['title'])}" if incident.get("title") else ""
+        bits.append(f"incident {_e(incident.get('id'))}{title}")
     lines.append(" · ".join(bits))
     if d.get("params"):
-        lines.append("params: " + ", ".join(f"`{k}={v}`" for k, v in d["params"].items()))
+        lines.append("params: " + ", ".join(_c(f"{k}={v}") for k, v in d["params"].items()))
     lines.append("_Every step of this run is posted in this thread._")
     return _clip("\n".join(lines))
 
 
 def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
     req = row.request
-    evidence = "\n".join(f"• *{k}*: {v}" for k, v in req.evidence.items()) or "_no earlier findings_"
+    evidence = "\n".join(f"• *{_e(k)}*: {_e(v)}" for k, v in req.evidence.items()) or "_no earlier findings_"
     params = json.dumps(req.params, indent=2, sort_keys=True, default=str)
-    who = ", ".join(req.approvers)
+    who = ", ".join(_e(a) for a in req.approvers)
     rules = [f"{req.min_approvals} approval{'s' if req.min_approvals > 1 else ''} needed"]
     if req.two_person:
-        rules.append(f"not {req.requested_by}" if req.requested_by else "two-person rule")
+        rules.append(f"not {_e(req.requested_by)}" if req.requested_by else "two-person rule")
     kind = "Manual step" if req.kind == "manual" else "Approval needed"
     return [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(f"{kind}: {req.step_title}", 150)}},
@@ -94,7 +115,7 @@ def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
             "text": {
                 "type": "mrkdwn",
                 "text": _clip(
-                    f"*Playbook* `{req.playbook}` · *step* `{req.step_id}` · run `{req.run_id}`"
+                    f"*Playbook* {_c(req.playbook)} · *step* {_c(req.step_id)} · run {_c(req.run_id)}"
                     + (f" · attempt {req.attempt}" if req.attempt > 1 else "")
                     + f"\n*Why:*\n{evidence}"
                 ),
@@ -105,7 +126,7 @@ def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
             "text": {
                 "type": "mrkdwn",
                 "text": _clip(
-                    f"*Will run* `{req.action}`:\n```{params}```\n*What it does:* {req.description}"
+                    f"*Will run* {_c(req.action)}:\n{_fence(params)}\n*What it does:* {_e(req.description)}"
                 ),
             },
         },
@@ -115,7 +136,7 @@ def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
                 {
                     "type": "mrkdwn",
                     "text": _clip(
-                        f"plan `{req.plan_hash[:12]}` · approvers: {who} · {', '.join(rules)} · expires "
+                        f"plan {_c(req.plan_hash[:12])} · approvers: {who} · {', '.join(rules)} · expires "
                         f"{row.expires_at.strftime('%H:%M')} UTC ({format_duration(req.timeout_seconds)})",
                         2000,
                     ),
@@ -131,7 +152,8 @@ def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) 
     approvals = [v["approver"] for v in votes or [] if v["vote"] == "approve"]
     if approvals:
         so_far = (
-            f"approved so far by {', '.join(approvals)} ({len(approvals)} of {row.request.min_approvals})"
+            f"approved so far by {', '.join(_e(a) for a in approvals)}"
+            f" ({len(approvals)} of {row.request.min_approvals})"
         )
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(so_far)}]})
     value = f"{row.id}:{row.plan_hash}"
@@ -177,11 +199,11 @@ def decided_text(row: RequestRow) -> str:
         "denied": "⛔ *Denied*",
         "expired": "⌛ *Expired* (treated as denied)",
         "voided": "⊘ *Void* — the call changed; a new request was posted",
-    }.get(row.status, row.status)
+    }.get(row.status, _e(row.status))
     when = row.decided_at.strftime("%H:%M:%S") + " UTC" if row.decided_at else ""
-    by = f" by {row.decided_by}" if row.decided_by and row.status != "expired" else ""
-    why = f" — “{row.reason}”" if row.reason else ""
-    return _clip(f"{mark}{by} at {when} via {row.channel or 'runbook'}{why}")
+    by = f" by {_e(row.decided_by)}" if row.decided_by and row.status != "expired" else ""
+    why = f" — “{_e(row.reason)}”" if row.reason else ""
+    return _clip(f"{mark}{by} at {when} via {_e(row.channel or 'runbook')}{why}")
 
 
 def decided_blocks(row: RequestRow) -> list[dict[str, Any]]:
@@ -191,4 +213,6 @@ def decided_blocks(row: RequestRow) -> list[dict[str, Any]]:
 
 def request_fallback(row: RequestRow) -> str:
     req = row.request
-    return _clip(f"Approval needed: {req.step_title} — {req.action} (plan {req.plan_hash[:12]})", 300)
+    return _clip(
+        f"Approval needed: {_e(req.step_title)} — {_e(req.action)} (plan {_e(req.plan_hash[:12])})", 300
+    )

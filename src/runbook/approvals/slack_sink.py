@@ -7,6 +7,9 @@ approval requests as Block Kit messages with buttons, and after a decision ``cha
 request in place. 429s are retried after ``Retry-After`` by slack_sdk; when Slack is unreachable the
 rows stay, the flusher backs off, and they are posted when Slack is back (on the next event, on the
 backoff timer, or by any other runbook process sharing the store, e.g. the gateway).
+
+Every text posted here is built by :mod:`runbook.approvals.slack_blocks`, which escapes each data
+value (see :mod:`runbook.approvals.slack_text`); nothing else puts data into Slack text.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from typing import Any
 
 from runbook.approvals import slack_blocks as sb
+from runbook.approvals.slack_text import code
 from runbook.approvals.store import ApprovalStore
 from runbook.config import Settings
 from runbook.timeline.events import Event, Kind
@@ -230,7 +234,7 @@ class Outbox:
         resp = self._call(
             "chat_postMessage",
             channel=self.settings.slack_channel,
-            text=f"runbook run `{run_id}` (continued)",
+            text=f"runbook run {code(run_id)} (continued)",
         )
         self.store.set_thread(run_id, resp["channel"], resp["ts"])
         return resp["channel"], resp["ts"]
