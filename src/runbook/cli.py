@@ -7,7 +7,6 @@ Heavy imports (Prefect ~1.2 s) happen only in the sub-commands that need them, s
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -83,17 +82,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
+    from runbook.approvals.cli import operating_system_user
     from runbook.compiler.flow import build_flow
     from runbook.compiler.runtime import build_runtime
+    from runbook.timeline.launches import Launch, launched_here
 
+    user = operating_system_user()
+    if args.as_user and args.as_user != user:
+        print(
+            f"error: --as {args.as_user!r}: a run is requested by the operating-system user running it"
+            f" ({user!r}); --as may only name yourself",
+            file=sys.stderr,
+        )
+        return 1
     flow = build_flow(playbook)
-    state = flow(
-        **params,
-        requested_by=args.as_user or getpass.getuser(),
-        trigger="cli",
-        dry_run=args.dry_run,
-        return_state=True,
-    )
+    with launched_here(Launch("cli", f"unix:{user}")):
+        state = flow(**params, dry_run=args.dry_run, return_state=True)
     run_id = str(state.state_details.flow_run_id)
     run = build_runtime().store.get_run(run_id)
     status = run["status"] if run else "failed"
@@ -194,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--dry-run", action="store_true", help="run read-only steps; describe destructive ones"
             )
-            p.add_argument("--as", dest="as_user", default=os.environ.get("RUNBOOK_USER"), help="requester")
+            p.add_argument(
+                "--as", dest="as_user", help="must be your own OS user: the requester is who runs the command"
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("actions", help="list every action")
@@ -213,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("approve", help="decide a waiting approval")
     p.add_argument("run_id")
     p.add_argument("step_id")
-    p.add_argument("--as", dest="as_user", required=True)
+    p.add_argument(
+        "--as",
+        dest="as_user",
+        help="yourself (a person of RUNBOOK_APPROVERS); the OS user decides who you are",
+    )
     p.add_argument("--deny", action="store_true")
     p.add_argument("--reason")
     p.set_defaults(func=lambda a: _delegate("runbook.approvals.cli", "approve_command", a))

@@ -25,17 +25,23 @@ from runbook.gateway.slack_routes import get_approvals, router
 from runbook.timeline.database import Database
 from runbook.timeline.store import TimelineStore
 from tests.approvals.helpers import BackgroundRun
+from tests.support.approvers import approvers_yaml, current_login
 from tests.support.slack_api import SlackAPI
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the approval tests
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-APPROVERS = """
-roles:
-  incident-commander: [U0ALICE, U0BOB, bob@example.com, carol]
-  sre: [U0DAVE]
-people:
-  carol: [U0CAROL, carol@example.com]
-"""
+SLACK_TEAM = "T0TEAM"
+#: carol is the person behind the operating-system user running the tests (the CLI channel)
+APPROVERS = approvers_yaml(
+    {"incident-commander": ["alice", "bob", "carol"], "sre": ["dave"]},
+    extra={
+        "alice": ["U0ALICE"],
+        "bob": ["U0BOB", "bob@example.com"],
+        "carol": ["U0CAROL", "carol@example.com"],
+        "dave": ["U0DAVE"],
+    },
+    os_user=("carol", current_login()),
+)
 MODULES = ["runbook.actions.core", "runbook.actions.timeline", "tests.approvals.gated_actions"]
 
 
@@ -59,6 +65,7 @@ def env_for(tmp_path: Path, slack: SlackAPI | None, approvers_file: Path) -> dic
         "RUNBOOK_DATABASE_URL": f"sqlite:///{tmp_path / 'runbook.db'}",
         "RUNBOOK_APPROVERS": str(approvers_file),
         "RUNBOOK_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "RUNBOOK_SLACK_TEAM_ID": SLACK_TEAM,
     }
     if slack is not None:
         env.update(

@@ -69,7 +69,7 @@ def test_approve_in_slack_executes_once_and_updates_the_message(desk: SlackDesk)
     events = desk.timeline.events("run-approve")
     approved = [e for e in events if e.kind == "approval.approved"]
     assert len(approved) == 1
-    assert approved[0].actor == "U0ALICE" and approved[0].details["reason"] == "queue is poisoned"
+    assert approved[0].actor == "alice" and approved[0].details["reason"] == "queue is poisoned"
     assert (
         approved[0].details["plan_hash"] == value.split(":")[1] and approved[0].details["channel"] == "slack"
     )
@@ -87,7 +87,7 @@ def test_approve_in_slack_executes_once_and_updates_the_message(desk: SlackDesk)
     # the request message was updated in place: who, what, when, and no buttons
     update = desk.slack.wait_for("chat.update")[-1]["args"]
     assert update["ts"] == approval_message(desk.slack).get("ts", update["ts"])
-    assert "Approved" in update["text"] and "U0ALICE" in update["text"]
+    assert "Approved" in update["text"] and "alice" in update["text"]
     assert not [b for b in update["blocks"] if b["type"] in ("actions", "input")]
     # the whole timeline is in one thread, started by the run-started message
     root = desk.slack.named("chat.postMessage")[0]["args"]
@@ -107,7 +107,7 @@ def test_deny_does_not_execute_and_finally_runs(desk: SlackDesk) -> None:
     assert ("approval.denied", "purge") in ks and ("step.succeeded", "wrapup") in ks
     assert ("step.started", "purge") not in ks
     denied = next(e for e in desk.timeline.events("run-deny") if e.kind == "approval.denied")
-    assert denied.actor == "U0BOB" and denied.details["reason"] == "not yet"
+    assert denied.actor == "bob" and denied.details["reason"] == "not yet"
     update = desk.slack.wait_for("chat.update")[-1]["args"]
     assert "Denied" in update["text"] and "not yet" in update["text"]
 
@@ -133,7 +133,7 @@ def test_unauthorised_clicker_is_refused_and_told_why(desk: SlackDesk) -> None:
     eph = desk.slack.wait_for("chat.postEphemeral")[-1]["args"]
     assert eph["user"] == "U0DAVE" and "not in the approver roles" in eph["text"]
     refused = [e for e in desk.timeline.events("run-eve") if e.kind == "approval.refused"]
-    assert refused and refused[0].actor == "U0DAVE"
+    assert refused and refused[0].actor == "dave"
     assert desk.approvals.store.pending() and not desk.approvals.store.votes(
         desk.approvals.store.pending()[0].id
     )
@@ -147,7 +147,7 @@ def test_two_person_rule_refuses_the_requester(desk: SlackDesk) -> None:
     run = desk.start(
         gated(out, extra=", two_person: true"),
         run_id="run-2p",
-        requested_by="carol",
+        requested_by="email:carol@example.com",
     )
     value = button_value(desk.slack)
     # carol clicks from Slack (U0CAROL is carol per the people map): she started the run
@@ -176,7 +176,7 @@ def test_quorum_of_two_needs_two_different_people(desk: SlackDesk) -> None:
     assert run.join().status == "completed"
     assert out.read_text().splitlines() == ["purged"]
     approved = next(e for e in desk.timeline.events("run-q") if e.kind == "approval.approved")
-    assert approved.details["approvers"] == "U0ALICE, U0BOB"
+    assert approved.details["approvers"] == "alice, bob"
 
 
 def test_simultaneous_clicks_decide_once(desk: SlackDesk) -> None:

@@ -20,6 +20,7 @@ from runbook.compiler.flow import build_flow
 from runbook.compiler.runtime import cached_registry
 from runbook.config import Settings
 from runbook.spec.lint import lint_text
+from runbook.timeline.launches import Launch, launched_here
 from runbook.timeline.store import TimelineStore
 from tests.approvals.conftest import block_actions, click, wait_until
 from tests.support import rabbit
@@ -69,7 +70,8 @@ class FlowThread:
         self.thread.start()
 
     def _run(self, queue: str) -> None:
-        self.state = self.flow(queue=queue, requested_by="carol", return_state=True)
+        with launched_here(Launch("test", "email:carol@example.com")):
+            self.state = self.flow(queue=queue, return_state=True)
 
     def join(self, timeout: float = 60) -> Any:
         self.thread.join(timeout)

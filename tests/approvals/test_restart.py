@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from runbook.actions import ActionRegistry
+from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
 from runbook.cli import main
 from runbook.config import Settings
@@ -98,7 +99,7 @@ def test_changed_call_voids_the_approval_and_asks_again(
     assert second.id != first.id and second.plan_hash != first.plan_hash
     assert second.request.params["label"] == "purge 5000"
     assert not (tmp_path / "executed").exists(), "the stale approval executed nothing"
-    assert main(["approve", "run-void", "purge", "--as", "U0BOB"]) == 0
+    assert approvals.vote(second, Identity(slack="U0BOB"), approve=True, reason=None, channel="slack").ok
     assert run.join().status == "completed"
     assert (tmp_path / "executed").read_text().splitlines() == ["purge 5000"]
     purge = [k for k, s in kinds(timeline, "run-void") if s == "purge"]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from runbook.actions import ActionRegistry
+from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
 from runbook.approvals.slack_blocks import ApprovalAction
 from runbook.cli import main
@@ -23,6 +24,7 @@ from runbook.timeline.store import TimelineStore
 from tests.approvals.conftest import SIGNING_SECRET, SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.helpers import BackgroundRun, kinds
 from tests.approvals.test_gate_slack import button_value, gated
+from tests.support.approvers import current_login
 
 
 def decisions(timeline: TimelineStore, run_id: str) -> list[str]:
@@ -78,24 +80,28 @@ def test_cli_approve_policy_and_console_instructions(
         console_env,
         timeline,
         run_id="run-cli",
-        requested_by="U0ALICE",
+        requested_by=f"unix:{current_login()}",  # carol started it
     )
     approvals = Approvals(console_env, timeline)
     wait_until(lambda: approvals.store.pending(), what="pending")
     shown = capsys.readouterr().out
     assert "APPROVAL NEEDED" in shown and "runbook approve run-cli purge --as USER" in shown
     assert "--deny" in shown and "testing.record" in shown
-    assert main(["approve", "run-cli", "purge", "--as", "mallory"]) == 1  # not an approver
-    assert main(["approve", "run-cli", "purge", "--as", "U0ALICE"]) == 1  # started the run
-    assert main(["approve", "run-cli", "purge", "--as", "carol", "--reason", "looks right"]) == 0
+    assert main(["approve", "run-cli", "purge", "--as", "mallory"]) == 1  # --as names someone else
+    assert main(["approve", "run-cli", "purge", "--as", "U0ALICE"]) == 1  # alice's id is not you
+    assert main(["approve", "run-cli", "purge", "--as", "carol"]) == 1  # carol started the run
+    approvals = Approvals(console_env, timeline)
+    row = approvals.store.pending()[0]
+    assert approvals.vote(row, Identity(slack="U0ALICE"), approve=True, reason="ok", channel="slack").ok
     assert run.join().status == "completed"
-    assert main(["approve", "run-cli", "purge", "--as", "carol"]) == 1  # decided already
+    assert main(["approve", "run-cli", "purge"]) == 1  # decided already
     approved = next(e for e in timeline.events("run-cli") if e.kind == "approval.approved")
-    assert approved.actor == "carol" and approved.details["channel"] == "cli"
+    assert approved.actor == "alice" and approved.details["channel"] == "slack"
     refused = [e.actor for e in timeline.events("run-cli") if e.kind == "approval.refused"]
-    assert refused == ["mallory", "U0ALICE"]
+    me = f"unix:{current_login()}"
+    assert refused == [me, me, "carol"]
     err = capsys.readouterr().err
-    assert "not in the approver roles" in err and "started this run" in err
+    assert "does not name you" in err and "started this run" in err
 
 
 def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(desk: SlackDesk) -> None:
@@ -103,7 +109,7 @@ def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(desk: S
     slack.down()
     run = desk.start(gated(desk.tmp_path / "x"), run_id="run-down")
     row = wait_until(lambda: approvals.store.pending(), what="pending")[0]
-    assert main(["approve", "run-down", "purge", "--as", "U0BOB"]) == 0
+    assert main(["approve", "run-down", "purge", "--as", "carol"]) == 0  # the operator (carol) at the CLI
     assert run.join().status == "completed"
     events = timeline.events("run-down")
     unsent = approvals.store.outbox_counts("run-down").get("unsent", 0)

@@ -10,9 +10,6 @@ system afterwards — not the run's own report.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +27,9 @@ from runbook.drills.kube_api import KubeAPIServer
 from runbook.drills.local import Consumers
 from runbook.timeline.database import Database
 from runbook.timeline.events import Event
+from runbook.timeline.launches import Launch, launched_here
 from runbook.timeline.store import TimelineStore
+from tests.support.approvers import approvers_yaml
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the e2e tests
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -51,7 +50,7 @@ def e2e_env(
     approvers file, the local PostgreSQL to inspect, and no real Slack or PagerDuty."""
     approvers = tmp_path / "approvers.yaml"
     approvers.write_text(
-        "roles:\n" + "".join(f"  {role}: [{', '.join(who)}]\n" for role, who in PEOPLE.items()),
+        approvers_yaml(PEOPLE),
         encoding="utf-8",
     )
     for k in ("SLACK_BOT_TOKEN", "RUNBOOK_SLACK_API_URL", "RUNBOOK_SLACK_CHANNEL", "PAGERDUTY_API_TOKEN"):
@@ -81,8 +80,10 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPISer
 
 @dataclass
 class Approver:
-    """Answers a run's approval requests with ``runbook approve`` (the CLI channel, the real
-    ``approve_command``), as scripted per step: ``"approve"``, ``"deny"``, or a list of people.
+    """Answers a run's approval requests on the CLI channel, each person voting as their own
+    operating-system user (``unix:<person>``) through the real decision service, as scripted per
+    step: ``"approve"``, ``"deny"``, or a list of people. (How the CLI finds the OS user is tested
+    in tests/approvals; here several people must vote from one test process.)
 
     Every request is kept (with its rendered params) so a test can assert what was proposed.
     Steps not in the script are denied: an unexpected gated step must never pass silently."""
@@ -95,9 +96,12 @@ class Approver:
     on_request: dict[str, Callable[[GateRequest], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from runbook.approvals.store import ApprovalStore
+        from runbook.approvals.service import Approvals
 
-        self.store = ApprovalStore(Database.from_url(self.settings.database_url))
+        self.approvals = Approvals(
+            self.settings, TimelineStore(Database.from_url(self.settings.database_url))
+        )
+        self.store = self.approvals.store
         self._stop = threading.Event()
         self._seen: set[int] = set()
         self._thread = threading.Thread(target=self._loop, name="e2e-approver", daemon=True)
@@ -117,11 +121,12 @@ class Approver:
         return next(r for r in self.requests if r.step_id == step_id)
 
     def _loop(self) -> None:
-        from runbook.approvals.cli import approve_command
+        from runbook.approvals.policy import Identity
 
+        requester = f"unix:{self.requested_by}"
         while not self._stop.wait(0.1):
             try:
-                rows = [r for r in self.store.pending() if r.request.requested_by == self.requested_by]
+                rows = [r for r in self.store.pending() if r.request.requested_by == requester]
             except Exception:  # noqa: BLE001 - SQLite busy for a moment: next tick
                 continue
             for row in rows:
@@ -140,17 +145,15 @@ class Approver:
                     role = row.request.approvers[0]
                     people = [PEOPLE[role][0]]
                 for person in people:
-                    out = io.StringIO()
-                    args = argparse.Namespace(
-                        run_id=row.run_id,
-                        step_id=row.step_id,
-                        as_user=person,
-                        deny=deny,
+                    result = self.approvals.vote(
+                        row,
+                        Identity(unix=person),
+                        approve=not deny,
                         reason=f"e2e: {'deny' if deny else 'approve'} {row.step_id}",
+                        channel="cli",
                     )
-                    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                        code = approve_command(args)
-                    self.outputs.append(f"{row.step_id} {person} -> {code}: {out.getvalue().strip()}")
+                    code = 0 if result.ok else 1
+                    self.outputs.append(f"{row.step_id} {person} -> {code}: {result.message}")
 
 
 # -- running a shipped playbook through Prefect -------------------------------------------------
@@ -189,9 +192,8 @@ def run_playbook(playbook: str, params: dict[str, Any], requested_by: str) -> Ru
 
     settings = Settings.from_env()
     pb = find_playbook(playbook, Path(__file__).resolve().parents[2] / "playbooks", cached_registry())
-    state = build_flow(pb)(
-        **coerce_params(pb, params), requested_by=requested_by, trigger="e2e", return_state=True
-    )
+    with launched_here(Launch("e2e", f"unix:{requested_by}")):
+        state = build_flow(pb)(**coerce_params(pb, params), return_state=True)
     run_id = str(state.state_details.flow_run_id)
     store = TimelineStore(Database.from_url(settings.database_url))
     run = store.get_run(run_id) or {}

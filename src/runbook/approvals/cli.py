@@ -1,17 +1,28 @@
-"""``runbook approve RUN_ID STEP_ID --as USER [--deny] [--reason R]``.
+"""``runbook approve RUN_ID STEP_ID [--as USER] [--deny] [--reason R]``: the CLI approval channel.
 
 The CLI is an authorised channel because it runs with the operator's local credentials: it writes
-to the runbook store directly, which only operators can reach. The same policy as Slack applies
-(roles, two_person, quorum). Exit 0 when the vote was recorded (or already was), 1 when nothing is
-waiting for that step or USER may not decide it.
+to the runbook store directly, which only operators can reach. Its identity is therefore the
+*operating-system user* running it (from the process's effective uid, not ``$USER``, which anyone
+can set), mapped to one person of the approvers file (``unix:`` identities, or the person's name).
+``--as`` is kept for scripts and for readability, but may only name that same person: naming
+anyone else is refused and recorded, never a way to vote for someone. The same policy as Slack
+applies (roles, two_person, quorum). Exit 0 when the vote was recorded (or already was), 1 when
+nothing is waiting for that step or the operator may not decide it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import sys
 
 from runbook.approvals.policy import Identity
+
+
+def operating_system_user() -> str:
+    """The effective user's login name (environment variables cannot change it)."""
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def approve_command(args: argparse.Namespace) -> int:
@@ -29,8 +40,19 @@ def approve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    user = args.as_user
-    who = Identity(user=user, email=user if "@" in user else None, name=user)
+    who = Identity(unix=operating_system_user())
+    policy = approvals.policy.get()
+    me = policy.person_for(who)
+    if args.as_user and (me is None or policy.member_people(args.as_user) != {me}):
+        shown = f"person {me!r}" if me else "not a person of the approvers file"
+        why = (
+            f"--as {args.as_user!r} does not name you: you are the operating-system user {who.unix!r}"
+            f" ({shown}), and --as may only name yourself"
+        )
+        result = approvals.refuse(row, who.label(), why, "cli", None)
+        print(result.message, file=sys.stderr)
+        approvals.flush_slack()
+        return 1
     result = approvals.vote(row, who, approve=not args.deny, reason=args.reason, channel="cli")
     print(result.message, file=sys.stdout if result.ok else sys.stderr)
     approvals.flush_slack()

@@ -100,14 +100,19 @@ class Approvals:
         gateway must acknowledge Slack first)."""
         if channel not in AUTHORISED_CHANNELS:
             why = f"decisions through '{channel}' are not accepted"
-            return self.refuse(row, who.user, why, channel, recorder)
+            return self.refuse(row, who.label(), why, channel, recorder)
+        if (channel == "slack" and (who.unix or not who.slack)) or (
+            channel == "cli" and (who.slack or not who.unix)
+        ):
+            why = f"a {channel} decision must carry a {channel} identity (got {who.label()})"
+            return self.refuse(row, who.label(), why, channel, recorder)
         rec = recorder or self.recorder_for(row.run_id)
         if row.status == "pending" and row.expires_at <= datetime.now(UTC):
             self.expire(row, rec)
             return VoteResult(False, f"{row.request.step_title}: the approval request expired", "closed", row)
         verdict = self.policy.get().check(row.request, who)
         if not verdict.allowed:
-            return self.refuse(row, verdict.person, verdict.why, channel, rec)
+            return self.refuse(row, verdict.person or who.label(), verdict.why, channel, rec)
         out = self.store.vote(row.id, verdict.person, approve, reason, channel, row.plan_hash)
         step = row.request.step_title
         if out.result == "closed":

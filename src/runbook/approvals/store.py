@@ -67,7 +67,13 @@ schema(
         last_error TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS runbook_slack_outbox_unsent ON runbook_slack_outbox (sent_at, id)",
+    # signed Slack requests already received: a replay within Slack's 5-minute window decides nothing
+    """CREATE TABLE IF NOT EXISTS runbook_slack_replays (
+        signature TEXT PRIMARY KEY,
+        seen_at TEXT NOT NULL
+    )""",
 )
+REPLAY_WINDOW = timedelta(minutes=10)  # twice Slack's timestamp window: older ones fail the signature check
 
 PENDING = "pending"
 FINAL = ("approved", "denied", "expired")
@@ -161,6 +167,21 @@ class VoteOutcome:
 class ApprovalStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    # -- replays -------------------------------------------------------------------------------
+    def first_sight(self, timestamp: str, signature: str) -> bool:
+        """True the first time a signed (timestamp, signature) pair is seen by any gateway replica."""
+        key = f"{timestamp}:{signature}"[:300]
+        now = datetime.now(UTC)
+        try:
+            with self.db.transaction() as cur:
+                cur.execute("DELETE FROM runbook_slack_replays WHERE seen_at < ?", (ts(now - REPLAY_WINDOW),))
+                cur.execute(
+                    "INSERT INTO runbook_slack_replays (signature, seen_at) VALUES (?, ?)", (key, ts(now))
+                )
+        except IntegrityConflict:
+            return False
+        return True
 
     # -- requests ------------------------------------------------------------------------------
     def create(self, req: GateRequest, flow_run_id: str | None) -> tuple[RequestRow, bool]:

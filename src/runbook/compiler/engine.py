@@ -325,6 +325,16 @@ class Engine:
                 state.last_error = f"{step.label}: cannot describe the call: {error_line(exc)}"
                 return None, params
             digest = plan_hash(spec.name, params)
+            shown = redact_data(params)
+            if shown != params or redact(text) != text:
+                # the approver would see a masked call while the hash covers the real one: an
+                # approval of what nobody saw is no approval, so the step is not even offered
+                state.last_error = (
+                    f"{step.label}: the call carries a secret value that would be masked in the approval,"
+                    " so nobody could see exactly what would run; not asked (pass secrets through the"
+                    " backend's settings, never as step parameters)"
+                )
+                return None, params
             request = GateRequest(
                 run_id=state.opts.run_id,
                 playbook=state.playbook.name,
@@ -332,7 +342,7 @@ class Engine:
                 step_title=step.label,
                 kind="manual" if spec.manual else "approval",
                 action=spec.name,
-                params=redact_data(params),
+                params=shown,
                 description=text,
                 plan_hash=digest,
                 evidence=state.evidence(step),

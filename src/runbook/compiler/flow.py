@@ -1,7 +1,9 @@
 """Playbook → Prefect flow.
 
 The flow has the playbook's name and a real signature built from its ``params`` (so the Prefect UI
-shows a form and validates input), plus ``incident``, ``requested_by``, ``trigger`` and ``dry_run``.
+shows a form and validates input), plus ``incident``, ``launch`` and ``dry_run``. Who started the run
+and how (requester, trigger) is never a parameter: it comes from :mod:`runbook.timeline.launches`
+(the process that called the flow, a gateway launch token redeemed once, or Prefect's scheduler).
 Each executed step is a Prefect task run named by its step id and tagged with its action. Step
 outputs are redacted and never persisted as Prefect results (``persist_result=False``).
 """
@@ -16,8 +18,9 @@ from runbook.actions.registry import ActionRegistry, ActionSpec
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
 from runbook.compiler.params import coerce_params
 from runbook.spec.models import Playbook, Step
+from runbook.timeline import launches
 
-SYSTEM_PARAMS = ("incident", "requested_by", "trigger", "dry_run")
+SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
 
 def prefect_step_runner(playbook: Playbook):  # type: ignore[no-untyped-def]
@@ -57,10 +60,7 @@ def _signature(playbook: Playbook) -> inspect.Signature:
         inspect.Parameter(
             "incident", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=dict[str, Any] | None
         ),
-        inspect.Parameter(
-            "requested_by", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None
-        ),
-        inspect.Parameter("trigger", inspect.Parameter.KEYWORD_ONLY, default="manual", annotation=str),
+        inspect.Parameter("launch", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None),
         inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool),
     ]
     return inspect.Signature(params, return_annotation=dict[str, Any])
@@ -73,6 +73,7 @@ def run_playbook_here(
     *,
     prefect: bool,
     registry: ActionRegistry | None = None,
+    auto_scheduled: bool = False,
 ) -> RunOutcome:
     """Execute ``playbook`` in this process with runtime wiring from the environment.
 
@@ -81,6 +82,8 @@ def run_playbook_here(
 
     rt = build_runtime(registry=registry)
     system = {k: kwargs.pop(k) for k in SYSTEM_PARAMS if k in kwargs}
+    launch = launches.resolve(rt.store.db, system.get("launch"), run_id, auto_scheduled=auto_scheduled)
+    incident = launch.incident if launch.incident is not None else system.get("incident")
     engine = Engine(
         rt.settings,
         rt.registry,
@@ -94,9 +97,9 @@ def run_playbook_here(
     opts = RunOptions(
         run_id=run_id,
         params=coerce_params(playbook, kwargs),
-        incident=system.get("incident"),
-        requested_by=system.get("requested_by"),
-        trigger=system.get("trigger") or "manual",
+        incident=incident,
+        requested_by=launch.requested_by,
+        trigger=launch.trigger,
         dry_run=bool(system.get("dry_run")),
     )
     return engine.run(playbook, opts)
@@ -109,7 +112,18 @@ def build_flow(playbook: Playbook, registry: ActionRegistry | None = None):  # t
     from prefect.states import Completed, Failed
 
     def run(**kwargs: Any) -> Any:
-        outcome = run_playbook_here(playbook, str(flow_run.id), dict(kwargs), prefect=True, registry=registry)
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        scheduled = bool(ctx and ctx.flow_run and getattr(ctx.flow_run, "auto_scheduled", False))
+        outcome = run_playbook_here(
+            playbook,
+            str(flow_run.id),
+            dict(kwargs),
+            prefect=True,
+            registry=registry,
+            auto_scheduled=scheduled,
+        )
         summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
         if outcome.status == "completed":
             return Completed(message="completed", data=summary)

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook.redact import redact, redact_data
+from runbook.timeline import launches
 from runbook.timeline.database import Database, IntegrityConflict, schema
+from runbook.timeline.launches import Launch
 
 schema(
     """CREATE TABLE IF NOT EXISTS runbook_webhook_deliveries (
@@ -107,11 +109,14 @@ class IntakeStore:
                 )
                 if incident_id is None:
                     return result
-                params = json.dumps(
-                    redact_data({"incident": incident, "trigger": "pagerduty", "requested_by": "pagerduty"}),
-                    default=str,
-                )
+                # who started the run travels as a one-time launch token, never as a flow parameter
+                # anyone could set (see runbook.timeline.launches)
+                launch = Launch("pagerduty", None, redact_data(incident))
                 for name in playbooks:
+                    params = json.dumps(
+                        {"incident": redact_data(incident), "launch": launches.issue(cur, launch)},
+                        default=str,
+                    )
                     if cur.execute(
                         "INSERT INTO runbook_run_claims (incident_id, playbook, status, parameters, event_id,"
                         " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"

@@ -2,9 +2,12 @@
 
 The signature (``X-Slack-Signature`` v0 over the *raw* body, ``X-Slack-Request-Timestamp`` within
 5 minutes) is checked before anything is parsed; a missing secret, a bad or stale signature is a
-401 and nothing else happens. A verified click is decided synchronously (one short store
-transaction, so the 3 s acknowledgement holds) and the rest happens in the background: resuming
-the paused Prefect run, the ephemeral "why not" to a refused clicker, posting the outbox.
+401 and nothing else happens; the body is bounded before it is read (413). A signed request seen
+before (same timestamp and signature, remembered in the store by every replica) is a replay and
+decides nothing. Only clicks from the workspace ``RUNBOOK_SLACK_TEAM_ID`` names count, and the
+clicker is their Slack user id (see :func:`_identity`). A verified click is decided synchronously
+(one short store transaction, so the 3 s acknowledgement holds) and the rest happens in the
+background: resuming the paused Prefect run, the ephemeral "why not" to a refused clicker, posting the outbox.
 
 The app includes ``router``; ``get_approvals`` is a dependency the app (or a test) may override.
 """
@@ -24,10 +27,13 @@ from fastapi.responses import JSONResponse, Response
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals, VoteResult
 from runbook.approvals.slack_blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction
+from runbook.gateway.bodies import BodyTooLarge, read_limited
 
 log = logging.getLogger("runbook.gateway.slack")
 
 router = APIRouter()
+#: Slack's block_actions payloads carry the whole message; 256 KiB is far above any we post
+MAX_BODY = 256 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -38,9 +44,11 @@ def _default_approvals() -> Approvals:
     return Approvals(rt.settings, rt.store)
 
 
-def get_approvals() -> Approvals:
-    """The decision service for this gateway process (override in the app or tests)."""
-    return _default_approvals()
+def get_approvals(request: Request) -> Approvals:
+    """The decision service of the app that received the request: the one ``create_app`` built from
+    the settings and store it was given (a test or another app may still override the dependency)."""
+    built = getattr(request.app.state, "approvals", None)
+    return built if built is not None else _default_approvals()
 
 
 def _unauthorized(why: str) -> Response:
@@ -71,18 +79,49 @@ def _reason(payload: dict[str, Any]) -> str | None:
     return text.strip()[:500] if isinstance(text, str) and text.strip() else None
 
 
-def _identity(approvals: Approvals, user: dict[str, Any]) -> Identity:
-    """Slack user id, plus the email when the bot may read it (users.info; optional, best effort)."""
+def clicker_team(payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the clicker's own workspace, the Enterprise Grid org) as Slack states them in the payload.
+
+    The user's ``team_id`` is their home workspace: in a channel shared with another organisation
+    (Slack Connect) it differs from the channel's ``team``, and it is the one that must match."""
+    user = payload.get("user") or {}
+    team = payload.get("team") or {}
+    enterprise = payload.get("enterprise") or {}
+    home = user.get("team_id") or team.get("id")
+    org = enterprise.get("id") or team.get("enterprise_id") or user.get("enterprise_id")
+    return (str(home) if home else None), (str(org) if org else None)
+
+
+def team_problem(approvals: Approvals, payload: dict[str, Any]) -> str | None:
+    """None when the click comes from the one workspace (or org) ``RUNBOOK_SLACK_TEAM_ID`` names."""
+    allowed = approvals.settings.slack_team_id
+    if not allowed:
+        return "RUNBOOK_SLACK_TEAM_ID is not set, so no Slack workspace is trusted to decide"
+    home, org = clicker_team(payload)
+    if allowed in {home, org} - {None}:
+        return None
+    return f"the click came from Slack workspace {home or 'unknown'}, not {allowed}"
+
+
+def _identity(approvals: Approvals, user: dict[str, Any], team: str | None) -> Identity:
+    """The Slack user id (exact), plus the email only when Slack says it is confirmed.
+
+    The email comes from ``users.info`` (the bot must have ``users:read.email``) and counts only when
+    ``is_email_confirmed`` is true and the user is of the same workspace; the payload's ``username``
+    and display names are never identities (anyone can change them)."""
+    slack_id = str(user.get("id") or "") or None
     email = None
-    if approvals.settings.slack_bot_token and user.get("id"):
+    if approvals.settings.slack_bot_token and slack_id:
         try:
             from runbook.approvals.slack_sink import make_client
 
-            info = make_client(approvals.settings, quick=True).users_info(user=user["id"])
-            email = ((info.get("user") or {}).get("profile") or {}).get("email")
+            info = make_client(approvals.settings, quick=True).users_info(user=slack_id).get("user") or {}
+            same_team = not info.get("team_id") or info.get("team_id") == team
+            if info.get("is_email_confirmed") is True and same_team and info.get("id") == slack_id:
+                email = (info.get("profile") or {}).get("email")
         except Exception as exc:  # noqa: BLE001 - the id alone still identifies the clicker
-            log.debug("users.info %s: %s", user.get("id"), exc)
-    return Identity(user=str(user.get("id") or ""), email=email, name=user.get("username"))
+            log.debug("users.info %s: %s", slack_id, exc)
+    return Identity(slack=slack_id, email=email, team=team)
 
 
 def decide(approvals: Approvals, payload: dict[str, Any]) -> tuple[VoteResult | None, dict[str, Any]]:
@@ -107,7 +146,10 @@ def decide(approvals: Approvals, payload: dict[str, Any]) -> tuple[VoteResult | 
     if row.status != "pending":
         what = f"already {row.status}" + (f" by {row.decided_by}" if row.decided_by else "")
         return VoteResult(False, f"{row.request.step_title}: {what}; nothing changed", "closed", row), where
-    who = _identity(approvals, user)
+    problem = team_problem(approvals, payload)
+    if problem:
+        return approvals.refuse(row, f"slack:{user.get('id')}", problem, "slack", None), where
+    who = _identity(approvals, user, clicker_team(payload)[0])
     approve = action["action_id"] == ApprovalAction.APPROVE
     return approvals.vote(
         row, who, approve=approve, reason=_reason(payload), channel="slack", resume_now=False
@@ -141,10 +183,22 @@ def _after(approvals: Approvals, where: dict[str, Any], result: VoteResult | Non
 async def slack_interactions(
     request: Request, background: BackgroundTasks, approvals: Approvals = Depends(get_approvals)
 ) -> Response:
-    body = await request.body()
+    try:
+        body = await read_limited(request, MAX_BODY)
+    except BodyTooLarge as exc:
+        log.warning("slack interaction refused (413): %s", exc)
+        return JSONResponse({"error": "request body too large"}, status_code=413)
     problem = verify(approvals.settings.slack_signing_secret, body, request.headers)
     if problem:
         return _unauthorized(problem)
+    fresh = await run_in_threadpool(
+        approvals.store.first_sight,
+        request.headers.get("X-Slack-Request-Timestamp", ""),
+        request.headers.get("X-Slack-Signature", ""),
+    )
+    if not fresh:
+        log.warning("slack interaction replayed (same timestamp and signature): ignored")
+        return JSONResponse({"ok": False, "state": "replayed", "text": "Already received; nothing changed."})
     try:
         payload = json.loads(parse_qs(body.decode("utf-8"), strict_parsing=False)["payload"][0])
     except (KeyError, IndexError, ValueError, UnicodeDecodeError):

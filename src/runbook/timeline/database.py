@@ -135,6 +135,7 @@ class Database:
 
     def ensure_schema(self) -> None:
         # Import modules that declare tables so the store is complete whoever opens it first.
+        import runbook.timeline.launches  # noqa: F401
         import runbook.timeline.store  # noqa: F401
 
         for extra in ("runbook.approvals.store", "runbook.gateway.intake_store", "runbook.compiler.ledger"):
