@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pydantic import ValidationError
 
 from runbook.actions import (
     ActionContext,
@@ -29,9 +30,24 @@ from runbook.actions import (
     invoke,
 )
 from runbook.config import Settings
+from tests.support.pg_roles import writer_url
 from tests.support.postgres import ADMIN_URL
 
 pytestmark = pytest.mark.usefixtures("postgres_available")
+
+
+@pytest.fixture
+def writer_settings(postgres_available: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """DATABASE_URL as a least-privilege writer (the actions refuse a superuser); dumps in tmp."""
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))
+    return Settings.from_env({"DATABASE_URL": writer_url()})
+
+
+@pytest.fixture
+def ctx(writer_settings: Settings) -> Iterator[ActionContext]:
+    connections = Connections(writer_settings)
+    yield ActionContext(connections)
+    connections.close()
 
 
 @pytest.fixture
@@ -61,10 +77,10 @@ def _sequence(admin: psycopg.Connection[Any], table: str) -> tuple[Any, ...] | N
 
 
 FAIL_STUCK = (
-    "UPDATE {t} SET status = 'failed', result = '{{\"error\": \"stuck, failed by runbook\"}}',"
-    " updated = now()"
+    "UPDATE {t} SET status = 'failed', result = %(result)s::jsonb, updated = now()"
     " WHERE status = 'running' AND updated < now() - %(stale)s * interval '1 minute'"
 )
+STUCK_ARGS = {"stale": 10, "result": '{"error": "stuck, failed by runbook"}'}
 
 
 # -- execute --------------------------------------------------------------------------------------
@@ -74,7 +90,7 @@ def test_execute_within_bound_commits(
     result = invoke(
         registry["postgres.execute"],
         ctx,
-        {"sql": FAIL_STUCK.format(t=executions), "params": {"stale": 10}, "max_rows": 4},
+        {"sql": FAIL_STUCK.format(t=executions), "params": STUCK_ARGS, "max_rows": 4},
     )
     assert result.rows_affected == 4 and result.committed
     assert result.table == f"public.{executions}" and result.operation == "UPDATE"
@@ -142,9 +158,9 @@ def test_execute_missing_table_is_refused(registry: ActionRegistry, ctx: ActionC
 def test_execute_accepts_only_one_plain_dml_statement(
     registry: ActionRegistry, ctx: ActionContext, executions: str, admin: psycopg.Connection[Any], sql: str
 ) -> None:
-    with pytest.raises(ActionError, match="exactly one UPDATE, DELETE or INSERT"):
+    with pytest.raises(ValidationError, match="exactly one UPDATE, DELETE or INSERT|data-modifying"):
         invoke(registry["postgres.execute"], ctx, {"sql": sql.format(t=executions), "max_rows": 100})
-    with pytest.raises(ActionError):
+    with pytest.raises(ValidationError):
         describe(registry["postgres.execute"], ctx, {"sql": sql.format(t=executions), "max_rows": 100})
     assert _statuses(admin, executions) == {"running": 4, "done": 6}
 
@@ -153,24 +169,24 @@ def test_execute_refuses_a_chained_second_statement(
     registry: ActionRegistry, ctx: ActionContext, executions: str, admin: psycopg.Connection[Any]
 ) -> None:
     sql = f"DELETE FROM {executions} WHERE id = 1; DELETE FROM {executions}"
-    with pytest.raises(ActionError, match="multiple commands"):
+    with pytest.raises(ValidationError, match="2 statements; exactly one is run"):
         invoke(registry["postgres.execute"], ctx, {"sql": sql, "max_rows": 1})
     assert _statuses(admin, executions) == {"running": 4, "done": 6}
 
 
-def test_execute_dry_run_rolls_back(
-    registry: ActionRegistry, settings: Settings, executions: str, admin: psycopg.Connection[Any]
+def test_execute_dry_run_does_not_execute(
+    registry: ActionRegistry, writer_settings: Settings, executions: str, admin: psycopg.Connection[Any]
 ) -> None:
-    connections = Connections(settings)
+    connections = Connections(writer_settings)
     try:
         result = invoke(
             registry["postgres.execute"],
             ActionContext(connections, dry_run=True),
-            {"sql": FAIL_STUCK.format(t=executions), "params": {"stale": 10}, "max_rows": 5},
+            {"sql": FAIL_STUCK.format(t=executions), "params": STUCK_ARGS, "max_rows": 5},
         )
     finally:
         connections.close()
-    assert not result.committed and result.rows_affected == 4 and "dry run" in result.summary
+    assert not result.committed and result.rows_affected == 4 and "dry run: not executed" in result.summary
     assert _statuses(admin, executions) == {"running": 4, "done": 6}
 
 
@@ -182,11 +198,12 @@ def test_describe_gives_the_exact_count_without_side_effects(
     text = describe(
         registry["postgres.execute"],
         ctx,
-        {"sql": FAIL_STUCK.format(t=executions), "params": {"stale": 10}, "max_rows": 5},
+        {"sql": FAIL_STUCK.format(t=executions), "params": STUCK_ARGS, "max_rows": 5},
     )
     assert f"UPDATE would change exactly 4 rows of public.{executions}" in text
+    assert "counted with a read-only SELECT" in text
     assert "bound max_rows=5" in text and "refuse" not in text
-    assert "status = 'running'" in text and "'stale': 10" in text  # the exact call is shown
+    assert FAIL_STUCK.format(t=executions) in text and '"stale": 10' in text  # the whole call, unclipped
     over = describe(
         registry["postgres.execute"],
         ctx,
@@ -212,7 +229,7 @@ def test_describe_insert_does_not_advance_sequences(
             "max_rows": 10,
         },
     )
-    assert "planner estimate" in text and "sequences" in text
+    assert "estimated by the planner" in text and "INSERT's rows are only estimated" in text
     assert _sequence(admin, executions) == seq
     assert _statuses(admin, executions) == {"running": 4, "done": 6}
 
@@ -228,12 +245,11 @@ def test_describe_with_trigger_only_estimates(
             f"CREATE TRIGGER rb_audit BEFORE UPDATE ON {executions}"
             f" FOR EACH ROW EXECUTE FUNCTION rb_noop_{unique}()"
         )
-        text = describe(
-            registry["postgres.execute"],
-            ctx,
-            {"sql": f"UPDATE {executions} SET status = 'x' WHERE status = 'running'", "max_rows": 10},
-        )
-        assert "planner estimate" in text and "triggers (rb_audit)" in text
+        call = {"sql": f"UPDATE {executions} SET status = 'x' WHERE status = 'running'", "max_rows": 10}
+        with pytest.raises(GuardrailRefused, match="trigger rb_audit.*allow_cascade: true"):
+            describe(registry["postgres.execute"], ctx, call)
+        text = describe(registry["postgres.execute"], ctx, {**call, "allow_cascade": True})
+        assert "exactly 4 rows" in text and "trigger rb_audit (allowed by allow_cascade)" in text
         assert _statuses(admin, executions) == {"running": 4, "done": 6}
     finally:
         admin.execute(f"DROP TABLE {executions}")
@@ -252,8 +268,8 @@ def test_describe_does_not_queue_behind_production_locks(
             ctx,
             {"sql": f"UPDATE {executions} SET status = 'x' WHERE status = 'running'", "max_rows": 10},
         )
-        assert time.monotonic() - started < 6
-        assert "planner estimate" in text and "trial run stopped" in text and "lock" in text
+        assert time.monotonic() - started < 3  # a count takes no row locks, so it never waits
+        assert "exactly 4 rows" in text
     finally:
         holder.rollback()
         holder.close()
@@ -296,29 +312,31 @@ def test_registry_contract_for_postgres(registry: ActionRegistry) -> None:
 def test_table_dump_writes_a_private_complete_file(
     registry: ActionRegistry, ctx: ActionContext, executions: str, tmp_path: Path
 ) -> None:
-    target = tmp_path / "backup" / f"{executions}.csv"
-    result = invoke(registry["postgres.table_dump"], ctx, {"table": executions, "path": str(target)})
+    target = tmp_path / "home" / "dumps" / "backup" / f"{executions}.csv"
+    name = f"backup/{executions}.csv"
+    result = invoke(registry["postgres.table_dump"], ctx, {"table": executions, "path": name})
     assert result.rows == 10 and result.path == str(target) and result.table == f"public.{executions}"
     data = target.read_bytes()
     assert result.bytes == len(data) and result.sha256 == hashlib.sha256(data).hexdigest()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
     rows = list(csv.DictReader(io.StringIO(data.decode())))
     assert len(rows) == 10 and set(rows[0]) == {"id", "action", "status", "updated", "result"}
-    assert not target.with_name(target.name + ".partial").exists()
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no partial file left
 
     with pytest.raises(ActionError, match="exists"):
-        invoke(registry["postgres.table_dump"], ctx, {"table": executions, "path": str(target)})
+        invoke(registry["postgres.table_dump"], ctx, {"table": executions, "path": name})
     again = invoke(
-        registry["postgres.table_dump"], ctx, {"table": executions, "path": str(target), "overwrite": True}
+        registry["postgres.table_dump"], ctx, {"table": executions, "path": name, "overwrite": True}
     )
     assert again.rows == 10
+    default = invoke(registry["postgres.table_dump"], ctx, {"table": executions})
+    assert default.path.startswith(str(tmp_path / "home" / "dumps" / f"public.{executions}-"))
 
 
 def test_table_dump_missing_table(
     registry: ActionRegistry, ctx: ActionContext, unique: str, tmp_path: Path
 ) -> None:
     with pytest.raises(ActionError, match="does not exist"):
-        invoke(
-            registry["postgres.table_dump"], ctx, {"table": f"nope_{unique}", "path": str(tmp_path / "x.csv")}
-        )
-    assert list(tmp_path.iterdir()) == []
+        invoke(registry["postgres.table_dump"], ctx, {"table": f"nope_{unique}", "path": "x.csv"})
+    assert not (tmp_path / "home" / "dumps" / "x.csv").exists()

@@ -2,33 +2,39 @@
 
 Safety by construction:
 
-- ``postgres.query`` runs one statement in a ``READ ONLY`` transaction through the extended query
-  protocol (a second statement such as ``...; COMMIT; DELETE ...`` is refused by the server) and
-  always rolls back, so session changes do not survive either.
-- ``postgres.execute`` accepts exactly one UPDATE, DELETE or INSERT on an existing table and rolls
-  back when the statement changed more rows than the step's declared ``max_rows``; its description
-  (dry-run, approval message) gives the exact row count from a rolled-back trial run, or a planner
-  estimate when a trial run could leave traces (triggers, sequences).
+- SQL is fixed by the playbook: values only as ``%(name)s`` parameters, a table chosen at run time
+  only through ``table:`` (a plain ``name``/``schema.name`` resolved with ``to_regclass`` and quoted
+  by the driver into the ``{table}`` placeholder). No templates; lint refuses them.
+- What a statement is comes from PostgreSQL's own parser (``pglast``): ``postgres.query`` runs only
+  a read (SELECT, VALUES, TABLE, SHOW, EXPLAIN without ANALYZE; no writing WITH, no SELECT INTO, no
+  row locks, no side-effect functions) in a ``READ ONLY`` transaction that is always rolled back,
+  and refuses to run at all on a role that is superuser or can signal backends, run programs or
+  read/write server files (see :func:`~runbook.actions.postgres_support.check_role`).
+- ``postgres.execute`` runs exactly one UPDATE, DELETE or INSERT, checks the server's command tag
+  and row count, counts rows changed through cascades and triggers (the transaction's own
+  counters), and rolls back over ``max_rows``; its description never runs it (EXPLAIN and a
+  read-only count).
 - Every statement is bounded by the step's remaining time (``statement_timeout``); connection
   failures surface as ``BackendUnavailable`` within a second, with passwords redacted.
+- ``postgres.table_dump`` writes only under ``<data dir>/dumps/`` (``runbook.core.files``).
 
 Connections come from one pool per run (:mod:`runbook.actions.postgres_support`), closed with the
-run's ``Connections``. Give ``DATABASE_URL`` a role with ``pg_monitor`` (to see every session in
-``postgres.activity``) and only the write grants your playbooks need.
+run's ``Connections``. Give ``DATABASE_URL`` a least-privilege role (docs/SECURITY.md, PostgreSQL):
+``pg_read_all_data`` or SELECT grants, ``pg_monitor`` to see every session in ``postgres.activity``,
+and only the write grants your playbooks need.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from runbook.actions.context import ActionContext, ActionError
 from runbook.actions.postgres_activity import (
@@ -39,10 +45,11 @@ from runbook.actions.postgres_activity import (
     snapshot_activity,
 )
 from runbook.actions.postgres_execute import ExecuteParams, ExecuteResult, describe_execute, run_execute
+from runbook.actions.postgres_sql import PLACEHOLDER, StatementRefused, check_final, read_statement
 from runbook.actions.postgres_support import (
     BACKEND,
-    Table,
-    bind_params,
+    check_role,
+    compose,
     get_pool,
     json_safe,
     map_error,
@@ -51,7 +58,8 @@ from runbook.actions.postgres_support import (
     set_timeouts,
 )
 from runbook.actions.registry import ActionResult, action
-from runbook.config import data_dir
+from runbook.core.files import UnsafePath, data_dir, relative_parts, write_private
+from runbook.core.identifiers import check_identifier
 
 __all__ = ["ConnectionLimits", "activity", "connection_limits", "execute", "query", "table_dump"]
 
@@ -60,11 +68,42 @@ __all__ = ["ConnectionLimits", "activity", "connection_limits", "execute", "quer
 class QueryParams(BaseModel):
     model_config = {"extra": "forbid"}
 
-    sql: str = Field(description="one read-only SQL statement; named parameters as %(name)s")
+    table: str | None = Field(
+        None,
+        description="the table {table} in sql stands for: name or schema.name, resolved with to_regclass"
+        " and quoted by the driver (use a type: identifier param to choose it at run time)",
+    )
+    sql: str = Field(
+        description="one read-only statement (SELECT, VALUES, TABLE, SHOW, EXPLAIN); values as %(name)s"
+        " parameters, the table as {table} (or written literally); no templates, no other braces"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="values for the %(name)s placeholders")
     max_rows: int = Field(
         100, ge=1, le=10_000, description="return at most this many rows (truncated is set)"
     )
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value)
+
+    @field_validator("sql")
+    @classmethod
+    def _sql(cls, value: str) -> str:
+        try:
+            read_statement(value)
+        except StatementRefused as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _table_used(self) -> QueryParams:
+        uses = PLACEHOLDER in self.sql
+        if uses and self.table is None:
+            raise ValueError(f"sql uses {PLACEHOLDER} but the step names no table:")
+        if self.table is not None and not uses:
+            raise ValueError(f"table: is given but sql does not use {PLACEHOLDER}")
+        return self
 
 
 class QueryResult(ActionResult):
@@ -79,16 +118,22 @@ class QueryResult(ActionResult):
 
 @action("postgres.query", summary="Run one read-only SQL query and return its rows")
 def query(ctx: ActionContext, params: QueryParams) -> QueryResult:
-    """Run one SQL statement in a READ ONLY transaction against ``DATABASE_URL`` and return its rows.
+    """Run one read-only statement in a READ ONLY transaction against ``DATABASE_URL``; its rows.
 
-    Any write (including ``nextval()`` and writes smuggled after a ``COMMIT``) fails: the
-    transaction is read-only, only one statement is accepted, and it is always rolled back. Use
-    named parameters (``%(queue)s``) for every value that comes from params or earlier steps.
+    The statement is read by PostgreSQL's parser first: only SELECT, VALUES, TABLE, SHOW and
+    EXPLAIN without ANALYZE; no data-modifying WITH, no ``SELECT ... INTO``, no ``FOR UPDATE``, no
+    ``COPY``, no functions with side effects (``pg_terminate_backend``, ``pg_read_file``,
+    ``set_config``, ``dblink``...). Before it runs, the connection's role is checked: a superuser or
+    a member of pg_signal_backend, pg_execute_server_program, pg_read_server_files or
+    pg_write_server_files is refused with the way to configure a read-only role. Any write that
+    slips through still fails: the transaction is read-only and always rolled back. Use named
+    parameters (``%(queue)s``) for every value that comes from params or earlier steps, and
+    ``table:`` with ``{table}`` for a table chosen by a param.
     Rows are streamed and cut at ``max_rows`` (``truncated`` tells); values are JSON-safe
     (timestamps ISO 8601, numerics float). ``first`` is the first row, so a later step can test
     ``steps.stuck.first.count > 0``. Bounded by the step's timeout (statement_timeout).
     """
-    statement, args = bind_params(params.sql, params.params)
+    args = dict(params.params)
     pool = get_pool(ctx)
     rows: list[dict[str, Any]] = []
     truncated = False
@@ -98,6 +143,13 @@ def query(ctx: ActionContext, params: QueryParams) -> QueryResult:
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
                 set_timeouts(cur, ctx)
+                check_role(cur, "query")
+                table = resolve_table(cur, params.table, kinds="rpvmf") if params.table else None
+                statement = compose(params.sql, table)
+                try:
+                    check_final(statement.as_string(conn), read=True)
+                except StatementRefused as exc:
+                    raise ActionError(f"query: {exc}", backend=BACKEND) from None
                 stream = cur.stream(statement, args)
                 try:
                     for row in stream:
@@ -153,14 +205,27 @@ def activity(ctx: ActionContext, params: ActivityParams) -> ActivityResult:
 def execute(ctx: ActionContext, params: ExecuteParams) -> ExecuteResult:
     """Run one parameterised UPDATE, DELETE or INSERT in a transaction, bounded by ``max_rows``.
 
-    The target table must exist. The statement runs; if its row count exceeds ``max_rows`` the
-    transaction is rolled back and the step fails with GuardrailRefused, leaving the table
-    unchanged: declare the bound from the evidence of an earlier step (e.g. the count of stuck
-    executions). Only the statement's own rows are counted (not cascades or trigger writes), which
-    is why data-modifying WITH clauses and multiple statements are refused. The description shown
-    for dry runs and approvals gives the exact count from a rolled-back trial run (or a planner
-    estimate when a rollback would leave traces). In a dry run the statement runs and is rolled
-    back. Bounded by the step's timeout (statement_timeout).
+    The statement is read by PostgreSQL's parser (not a regex): exactly one UPDATE, DELETE or
+    INSERT (of ``operation`` when declared), no data-modifying WITH, no side-effect functions; the
+    target is a table (not a view or catalog) named literally or through ``table:``/``{table}``.
+    The role is checked as for ``postgres.query``.
+
+    Cascades and triggers: before running, foreign keys that cascade from the table (ON DELETE /
+    ON UPDATE CASCADE, SET NULL, SET DEFAULT), enabled user triggers and rules on it are looked up;
+    if there are any the step is refused unless it says ``allow_cascade: true``. Either way, every
+    row the statement changes *and* every row changed through cascades and triggers (counted by
+    the server in ``pg_stat_xact_all_tables`` for this transaction) counts against ``max_rows``.
+
+    After running, the server's command tag must name the declared verb and the row count must be
+    known (not -1); otherwise, or over ``max_rows``, the transaction is rolled back and the step
+    fails with GuardrailRefused, leaving everything unchanged. Declare the bound from the evidence
+    of an earlier step (e.g. the count of stuck executions).
+
+    The description (approvals, ``--dry-run``) never runs the statement: the planner estimate from
+    EXPLAIN without ANALYZE, and an exact read-only ``SELECT count(*)`` over the same WHERE when that
+    calls no functions beyond pure builtins; then the whole statement and its values, unclipped
+    (a call holding anything that looks like a secret is refused rather than shown redacted). A
+    dry run describes and does not execute. Bounded by the step's timeout (statement_timeout).
     """
     return run_execute(ctx, params)
 
@@ -169,64 +234,88 @@ def execute(ctx: ActionContext, params: ExecuteParams) -> ExecuteResult:
 class TableDumpParams(BaseModel):
     model_config = {"extra": "forbid"}
 
-    table: str = Field(description="table to back up (optionally schema-qualified)")
+    table: str = Field(description="table to back up: name or schema.name")
     path: str | None = Field(
-        None, description="file to write (default: <RUNBOOK_HOME>/dumps/<schema.table>-<UTC time>.csv)"
+        None,
+        description="file name relative to <data dir>/dumps/ (default: <schema.table>-<UTC time>.<format>);"
+        " absolute paths, '..' and symlinks are refused",
     )
     format: Literal["csv", "text"] = Field("csv", description="COPY format; csv has a header line")
     overwrite: bool = Field(False, description="replace an existing file at path")
 
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return check_identifier(value)
+
 
 class TableDumpResult(ActionResult):
     table: str = Field(description="schema-qualified table dumped")
-    path: str = Field(description="the dump file (mode 0600)")
+    path: str = Field(description="the dump file (mode 0600, under <data dir>/dumps/)")
     rows: int
     bytes: int
     sha256: str = Field(description="checksum of the file, to quote in the maintenance record")
 
 
-@action("postgres.table_dump", summary="Back up a table to a local file (COPY ... TO STDOUT)")
+DUMPS = "dumps"
+
+
+@action(
+    "postgres.table_dump", summary="Back up a table to a file under the data directory (COPY ... TO STDOUT)"
+)
 def table_dump(ctx: ActionContext, params: TableDumpParams) -> TableDumpResult:
     """Copy every row of a table to a file before maintenance touches it; read-only.
 
     Runs ``COPY (SELECT * FROM table) TO STDOUT`` in a READ ONLY transaction (one consistent
-    snapshot), writes to ``<path>.partial`` created with mode 0600 (dumps hold production data)
-    and renames it into place only when complete, so a file at ``path`` is always a whole dump.
-    Refuses to overwrite an existing file unless ``overwrite``. Bounded by the step's timeout.
+    snapshot) and streams it into ``<data dir>/dumps/<path>`` (``runbook.core.files``): the name
+    is relative to that folder (absolute paths, ``..`` and symlinks anywhere on the way are
+    refused before anything is read or written), folders are 0700, the file 0600 (dumps hold
+    production data), written under a temporary name and renamed into place only when complete.
+    Refuses to replace an existing file unless ``overwrite``. Bounded by the step's timeout.
     """
+    if params.path is not None:
+        try:
+            relative_parts(params.path)
+        except UnsafePath as exc:
+            raise ActionError(f"table dump: unsafe path: {exc}; nothing written", backend=BACKEND) from None
+    root = data_dir() / DUMPS
+    digest = hashlib.sha256()
+    size = 0
     with get_pool(ctx).connection(ctx.remaining()) as conn:
         try:
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
                 set_timeouts(cur, ctx)
                 table = resolve_table(cur, params.table, kinds="rpvmf")
-                path = _dump_path(params, table)
-                partial = path.with_name(path.name + ".partial")
-                digest = hashlib.sha256()
-                size = 0
+                name = params.path or f"{table.qualified}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{params.format}"
                 options = pgsql.SQL("FORMAT csv, HEADER true" if params.format == "csv" else "FORMAT text")
                 copy_sql = pgsql.SQL("COPY (SELECT * FROM {}) TO STDOUT ({})").format(
                     table.identifier(), options
                 )
-                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale .partial
-                    with os.fdopen(fd, "wb") as out, cur.copy(copy_sql) as copy:
+                with cur.copy(copy_sql) as copy:
+
+                    def chunks() -> Iterator[bytes]:
+                        nonlocal size
                         for chunk in copy:
                             data = bytes(chunk)
-                            out.write(data)
                             digest.update(data)
                             size += len(data)
-                    rows = cur.rowcount
-                    os.replace(partial, path)
-                except BaseException:
-                    partial.unlink(missing_ok=True)
-                    raise
+                            yield data
+
+                    path = write_private(root, name, chunks(), overwrite=params.overwrite)
+                rows = cur.rowcount
         except psycopg.Error as exc:
             raise map_error(exc, ctx, "table dump") from None
+        except UnsafePath as exc:
+            raise ActionError(f"table dump: unsafe path: {exc}; nothing written", backend=BACKEND) from None
+        except FileExistsError:
+            raise ActionError(
+                f"table dump: {name} exists in {root} (set overwrite: true to replace it); nothing written",
+                backend=BACKEND,
+            ) from None
         except OSError as exc:
             raise ActionError(
-                f"table dump: cannot write {exc.filename}: {exc.strerror}", backend=BACKEND
+                f"table dump: cannot write {name} under {root}: {exc.strerror}", backend=BACKEND
             ) from None
     return TableDumpResult(
         summary=f"dumped {rows} rows of {table.qualified} to {path} ({size} bytes)",
@@ -236,15 +325,3 @@ def table_dump(ctx: ActionContext, params: TableDumpParams) -> TableDumpResult:
         bytes=size,
         sha256=digest.hexdigest(),
     )
-
-
-def _dump_path(params: TableDumpParams, table: Table) -> Path:
-    if params.path:
-        path = Path(params.path).expanduser()
-    else:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = data_dir() / "dumps" / f"{table.qualified}-{stamp}.{params.format}"
-    if path.exists() and not params.overwrite:
-        raise ActionError(f"table dump: {path} exists (set overwrite: true to replace it)", backend=BACKEND)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path

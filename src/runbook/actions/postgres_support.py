@@ -31,7 +31,7 @@ from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
-from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
+from runbook.actions.context import ActionContext, ActionError, BackendUnavailable, GuardrailRefused
 from runbook.config import Settings
 from runbook.redact import redact, register, secrets_in_url
 
@@ -218,56 +218,45 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-# -- statements postgres.execute accepts -------------------------------------------------------
-_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
-_DML = re.compile(
-    rf"^(?P<verb>UPDATE|DELETE\s+FROM|INSERT\s+INTO)\s+(?:ONLY\s+)?(?P<table>{_IDENT}(?:\s*\.\s*{_IDENT})?)",
-    re.I,
-)
-
-
-def dml_target(statement: str) -> tuple[str, str]:
-    """``(verb, table)`` of a single UPDATE, DELETE or INSERT, or :class:`ActionError`.
-
-    Only these, and only at the top level, because the row bound is checked on the statement's
-    row count: rows changed by a data-modifying ``WITH`` or by a second statement are not counted.
-    (Extra statements are refused by the protocol anyway: execute uses the extended query protocol.)
-    """
-    body = _LEADING_COMMENTS.sub("", statement, count=1)
-    match = _DML.match(body)
-    if not match:
-        raise ActionError(
-            "execute runs exactly one UPDATE, DELETE or INSERT statement (no WITH, no other commands),"
-            " so that its row bound counts every changed row",
-            backend=BACKEND,
-        )
-    verb = " ".join(match["verb"].upper().split())
-    return verb.split()[0], re.sub(r"\s*\.\s*", ".", match["table"])
-
-
 # -- shared statement helpers ------------------------------------------------------------------
-SQL_SHOWN = 300  # characters of SQL quoted in summaries and descriptions
-
-
 _LONE_PERCENT = re.compile(r"%(?!\([^)]+\)[sbt]|%)")
 
 
-def bind_params(statement: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The statement with every ``%`` that is not a ``%(name)s`` placeholder escaped, and its params.
+def escape_percent(text: str) -> str:
+    """``text`` with every ``%`` that is not a ``%(name)s`` placeholder doubled for psycopg.
 
     Playbook authors write SQL as they would in psql (``LIKE 'plans-%'``) plus named placeholders;
-    psycopg would reject the lone ``%``. Params are always passed (possibly empty) so placeholders
-    are parsed the same way whether or not the step has any.
-    """
-    return _LONE_PERCENT.sub("%%", statement), dict(params)
+    psycopg would reject the lone ``%``."""
+    return _LONE_PERCENT.sub("%%", text)
 
 
-def shown_sql(statement: str) -> str:
-    text = " ".join(statement.split())
-    if len(text) > SQL_SHOWN:
-        text = text[: SQL_SHOWN - 1] + "…"
-    return redact(text)
+def bind_params(statement: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The statement with lone ``%`` escaped, and its params (always passed, possibly empty, so
+    placeholders are parsed the same way whether or not the step has any)."""
+    return escape_percent(statement), dict(params)
+
+
+def compose(sql: str, table: Table | None) -> pgsql.Composed:
+    """The statement to send: the playbook's text with ``{table}`` replaced by the catalog's quoted
+    name of the resolved table (``psycopg.sql.Identifier``); nothing else is ever spliced in.
+
+    ``sql`` has passed :func:`runbook.actions.postgres_sql.template_parts` (no other braces)."""
+    from runbook.actions.postgres_sql import PLACEHOLDER, template_parts
+
+    parts = template_parts(sql)
+    if len(parts) > 1 and table is None:
+        raise ActionError(f"sql uses {PLACEHOLDER} but the step names no table:", backend=BACKEND)
+    pieces: list[pgsql.Composable] = []
+    for i, part in enumerate(parts):
+        if i:
+            assert table is not None
+            pieces.append(table.identifier())
+        pieces.append(pgsql.SQL(escape_percent(part)))  # type: ignore[arg-type]
+    return pgsql.Composed(pieces)
+
+
+def unescape_percent(text: str) -> str:
+    return text.replace("%%", "%")
 
 
 def row_text(row: dict[str, Any], limit: int = 120) -> str:
@@ -289,6 +278,7 @@ class Table(BaseModel):
         return pgsql.SQL("{}.{}").format(pgsql.Identifier(self.schema_name), pgsql.Identifier(self.name))
 
 
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
 
 
@@ -306,6 +296,11 @@ def resolve_table(cur: psycopg.Cursor[Any], name: str, *, kinds: str = "rpv") ->
     if row is None:
         raise ActionError(f"table {name!r} does not exist (or is not visible to this role)", backend=BACKEND)
     table = Table.model_validate(dict(row) if not isinstance(row, dict) else row)
+    if table.schema_name in SYSTEM_SCHEMAS or table.schema_name.startswith(("pg_toast", "pg_temp")):
+        raise ActionError(
+            f"{table.qualified} is a system catalog; playbook steps never read or change those",
+            backend=BACKEND,
+        )
     if table.kind not in kinds:
         raise ActionError(
             f"{table.qualified} is a {KINDS.get(table.kind, table.kind)}, not one of"
@@ -313,3 +308,51 @@ def resolve_table(cur: psycopg.Cursor[Any], name: str, *, kinds: str = "rpv") ->
             backend=BACKEND,
         )
     return table
+
+
+# -- least privilege ---------------------------------------------------------------------------
+DANGEROUS_ROLES = (
+    "pg_signal_backend",
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+)
+_ROLE_SQL = (
+    "SELECT current_user AS role, session_user AS session_role,"
+    " coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false) AS super,"
+    " coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false) AS session_super, "
+    + ", ".join(f"pg_has_role(session_user, '{r}', 'MEMBER') AS {r}" for r in DANGEROUS_ROLES)
+)
+LEAST_PRIVILEGE_HELP = (
+    "connect DATABASE_URL as a least-privilege role instead, e.g. CREATE ROLE runbook_reader LOGIN;"
+    " GRANT pg_read_all_data TO runbook_reader (or GRANT SELECT on the tables playbooks read), plus"
+    " only the UPDATE/DELETE/INSERT grants your gated steps need (docs/SECURITY.md, PostgreSQL)"
+)
+
+
+def check_role(cur: psycopg.Cursor[Any], what: str) -> None:
+    """Refuse to run playbook SQL as a role that can do more than SQL on tables.
+
+    A superuser, or a member of ``pg_signal_backend`` / ``pg_execute_server_program`` /
+    ``pg_read_server_files`` / ``pg_write_server_files``, can kill sessions, run programs on the
+    database host and read or write its files from inside a plain SELECT (``COPY ... TO PROGRAM``,
+    ``pg_read_file``, ``pg_terminate_backend``); a READ ONLY transaction does not stop any of that.
+    Checked on every call, for the session user (what the connection logged in as) too, so a
+    ``SET ROLE`` to a lesser role does not hide a superuser login."""
+    cur.execute(_ROLE_SQL)
+    row = cur.fetchone()
+    assert row is not None
+    info = dict(row) if not isinstance(row, dict) else row
+    if info["super"] or info["session_super"]:
+        is_ = "a superuser"
+    else:
+        members = [r for r in DANGEROUS_ROLES if info[r]]
+        if not members:
+            return
+        is_ = "a member of " + ", ".join(members)
+    raise GuardrailRefused(
+        f"{what} refused: DATABASE_URL connects as role {info['session_role']!r}, which is {is_}:"
+        " it could signal backends, run programs or read server files from playbook SQL;"
+        f" {LEAST_PRIVILEGE_HELP}",
+        backend=BACKEND,
+    )
