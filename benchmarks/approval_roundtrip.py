@@ -99,12 +99,13 @@ def click_payload(user: str, action_id: str, value: str) -> dict[str, Any]:
 
 class Bench:
     def __init__(self, tmp: Path) -> None:
-        (tmp / "approvers.yaml").write_text("roles:\n  ic: [U0BENCH]\n")
+        (tmp / "approvers.yaml").write_text("people:\n  bench: [U0BENCH]\nroles:\n  ic: [bench]\n")
         os.environ.update(
             {
                 "RUNBOOK_DATABASE_URL": f"sqlite:///{tmp / 'runbook.db'}",
                 "RUNBOOK_APPROVERS": str(tmp / "approvers.yaml"),
                 "RUNBOOK_SLACK_SIGNING_SECRET": SECRET,
+                "RUNBOOK_SLACK_TEAM_ID": "T1",
             }
         )
         for k in ("SLACK_BOT_TOKEN", "RUNBOOK_SLACK_CHANNEL"):
@@ -141,7 +142,10 @@ class Bench:
 
         for attempt in range(8):
             try:
-                self.flow(requested_by="bench", return_state=True)
+                from runbook.timeline.launches import Launch, launched_here
+
+                with launched_here(Launch("bench", "unix:bench")):
+                    self.flow(return_state=True)
                 return
             except PrefectHTTPStatusError:
                 time.sleep(0.5 * (attempt + 1))

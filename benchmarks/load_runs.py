@@ -55,6 +55,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
     from runbook.drills import DrillApprover, _approvers_file
     from runbook.drills.kube_standin import KubeWorld, Workload
     from runbook.spec.lint import find_playbook
+    from runbook.timeline.launches import Launch, launched_here
     from runbook.timeline.reaper import reap_lost_runs
 
     _quiet_prefect()
@@ -124,7 +125,8 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
             name, params, who = plans[i]
             for attempt in range(5):
                 try:
-                    states[i] = flows[name](**params, requested_by=who, trigger="load", return_state=True)
+                    with launched_here(Launch("load", f"unix:{who}")):
+                        states[i] = flows[name](**params, return_state=True)
                     return
                 except BaseException as exc:  # noqa: BLE001 - counted as lost unless a refused create
                     if refused_create(exc) and attempt < 4:
@@ -170,7 +172,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
                 wait_ok += 1
         for row in waiting_rows():  # now decide them: deny (the step is skipped, the run completes)
             approvals.vote(
-                row, Identity(user="drill-approver-1"), approve=False, reason="load test", channel="cli"
+                row, Identity(unix="drill-approver-1"), approve=False, reason="load test", channel="cli"
             )
         finish_by = time.monotonic() + 120 + 2 * n  # the denied runs' remaining steps and finally
         for t in threads:

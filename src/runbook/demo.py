@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGERDUTY_SECRET = "demo-pagerduty-webhook-secret"  # noqa: S105 - a demo value, printed on purpose
 SLACK_SECRET = "demo-slack-signing-secret"  # noqa: S105 - a demo value
 APPROVER_SLACK_ID, APPROVER = "U0DEMOIC", "demo-ic"
+SLACK_TEAM = "TDEMO"  # the demo workspace: the only one whose clicks count (RUNBOOK_SLACK_TEAM_ID)
 APPROVED_STEPS = {
     "quarantine": "the head message crashed every worker; move it aside",
     "redrive_canary": "queue is healthy again; try a canary from the DLQ",
@@ -348,7 +349,8 @@ def slack_click(
     action = ApprovalAction.APPROVE if approve else ApprovalAction.DENY
     payload = {
         "type": "block_actions",
-        "user": {"id": APPROVER_SLACK_ID, "username": APPROVER, "name": APPROVER},
+        "user": {"id": APPROVER_SLACK_ID, "username": APPROVER, "name": APPROVER, "team_id": SLACK_TEAM},
+        "team": {"id": SLACK_TEAM, "domain": "demo"},
         "container": {"type": "message", "channel_id": "CDEMOINC"},
         "channel": {"id": "CDEMOINC"},
         "state": {"values": {REASON_BLOCK: {REASON_ACTION: {"type": "plain_text_input", "value": reason}}}},
@@ -399,6 +401,7 @@ def _environment(tmp: Path, kubeconfig: Path, playbooks: Path) -> dict[str, str]
         "RUNBOOK_PLAYBOOKS": str(playbooks),
         "RUNBOOK_PAGERDUTY_WEBHOOK_SECRETS": PAGERDUTY_SECRET,
         "RUNBOOK_SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "RUNBOOK_SLACK_TEAM_ID": SLACK_TEAM,
         "RUNBOOK_APPROVERS": str(approvers),
         "KUBECONFIG": str(kubeconfig),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or "postgresql://root@127.0.0.1:5432/postgres",

@@ -54,7 +54,8 @@ def schedules_for(playbook: Playbook) -> list[Any]:
     from prefect.schedules import Cron
 
     return [
-        Cron(s.cron, timezone=s.timezone, parameters={**s.params, "trigger": "schedule"})
+        # no "trigger" parameter: a scheduled run is known by Prefect's own auto_scheduled flag
+        Cron(s.cron, timezone=s.timezone, parameters=dict(s.params))
         for s in playbook.triggers.schedule
     ]
 

@@ -59,7 +59,8 @@ def test_flow_has_signature_and_step_named_task_runs(prefect_server: str, env_st
     flow = build_flow(pb)
     assert flow.name == "flow-test"
     props = flow.parameters.properties
-    assert {"queue", "limit", "incident", "requested_by", "dry_run"} <= set(props)
+    assert {"queue", "limit", "incident", "launch", "dry_run"} <= set(props)
+    assert not {"requested_by", "trigger"} & set(props)  # who started a run is never a parameter
     assert props["limit"]["default"] == 5 and props["queue"]["type"] == "string"
     state = flow(queue="jobs", limit=7, return_state=True)
     assert state.is_completed(), state.message

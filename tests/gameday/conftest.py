@@ -14,11 +14,16 @@ import pytest
 from runbook.config import Settings
 from runbook.timeline.database import Database
 from runbook.timeline.store import TimelineStore
+from tests.support.approvers import approvers_yaml, current_login
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the game-day tests
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
-APPROVERS = "roles:\n  incident-commander: [carol, dave]\n  queue-owner: [erin]\n  dba: [dana]\n"
+#: carol is the person behind the operating-system user running the tests (``runbook approve``)
+APPROVERS = approvers_yaml(
+    {"incident-commander": ["carol", "dave"], "queue-owner": ["erin"], "dba": ["dana"]},
+    os_user=("carol", current_login()),
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -25,6 +25,7 @@ import responses
 from runbook import redact
 from runbook.config import Settings
 from runbook.timeline.database import Database
+from runbook.timeline.launches import Launch, launched_here
 from runbook.timeline.store import TimelineStore
 from tests.gameday.conftest import wait_until
 from tests.support.kube_api import KubeAPIServer
@@ -239,13 +240,8 @@ def test_canary_secret_never_leaks(
             ):
                 approver = DrillApprover(settings, f"canary-{pb.name}", approve=True).start()
                 try:
-                    state = build_flow(pb)(
-                        **params,
-                        incident=incident,
-                        requested_by=f"canary-{pb.name}",
-                        trigger="pagerduty",
-                        return_state=True,
-                    )
+                    with launched_here(Launch("pagerduty", f"unix:canary-{pb.name}", incident)):
+                        state = build_flow(pb)(**params, return_state=True)
                 finally:
                     approver.stop()
                 run_ids.append(str(state.state_details.flow_run_id))

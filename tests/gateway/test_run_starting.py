@@ -69,7 +69,7 @@ def test_storm_of_500_events_for_20_incidents_starts_20_runs(prefect_server, gw_
         runs = flow_runs(prefect_server, deployment)
     assert len(runs) == 20
     assert sorted(r["parameters"]["incident"]["id"] for r in runs) == incidents
-    assert all(r["parameters"]["trigger"] == "pagerduty" for r in runs)
+    assert all(set(r["parameters"]) == {"incident", "launch"} for r in runs)
     assert len({c["flow_run_id"] for c in intake.claims()}) == 20
 
 
@@ -128,7 +128,7 @@ def test_serve_end_to_end_first_step_and_schedules_survive_shutdown(
         dep = wait_for(lambda: _deployment(prefect_server, playbook_name), 60, "served deployment", 0.5)
         assert dep["schedules"][0]["schedule"]["cron"] == "0 7 * * *"
         assert dep["schedules"][0]["schedule"]["timezone"] == "Europe/Paris"
-        assert dep["schedules"][0]["parameters"] == {"note": "daily", "trigger": "schedule"}
+        assert dep["schedules"][0]["parameters"] == {"note": "daily"}
         time.sleep(1.5)  # let the runner and the fast lane finish their first poll
         with UvicornThread(app) as server:
             body = encode(incident_event(incident_id="PE2E001", number=77, title="bump in the queue"))

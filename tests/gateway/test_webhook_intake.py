@@ -44,7 +44,8 @@ def test_signed_documented_payload_claims_one_run_with_incident(client, playbook
     [claim] = claims(client, "PGR0VU2")
     assert claim["playbook"] == playbook_name and claim["status"] == "pending"
     params = json.loads(claim["parameters"])
-    assert params["trigger"] == "pagerduty"
+    assert set(params) == {"incident", "launch"}  # who started it is a one-time token, not a claim
+    assert len(params["launch"]) >= 32
     inc = params["incident"]
     assert inc["id"] == "PGR0VU2" and inc["number"] == 2 and inc["title"] == "A little bump in the road"
     assert inc["urgency"] == "high" and inc["priority"] == "P1" and inc["status"] == "triggered"

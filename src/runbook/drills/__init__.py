@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.config import Settings
+from runbook.timeline.launches import Launch, launched_here
 
 DRILL_PEOPLE = ("drill-approver-1", "drill-approver-2", "drill-approver-3")
 
@@ -110,7 +111,9 @@ class DrillApprover:
         while not self._stop.wait(0.2):
             try:
                 rows = [
-                    r for r in self.approvals.store.pending() if r.request.requested_by == self.requested_by
+                    r
+                    for r in self.approvals.store.pending()
+                    if r.request.requested_by == f"unix:{self.requested_by}"
                 ]
             except Exception:  # noqa: BLE001 - store hiccup: next tick
                 continue
@@ -122,7 +125,7 @@ class DrillApprover:
                 for person in DRILL_PEOPLE[:need]:
                     result = self.approvals.vote(
                         row,
-                        Identity(user=person, name=person),
+                        Identity(unix=person),  # each drill person votes as their own login
                         approve=self.approve,
                         reason=reason,
                         channel="cli",
@@ -139,7 +142,12 @@ def _approvers_file(playbook: Any, folder: Path) -> Path:
     )
     path = folder / "drill-approvers.yaml"
     people = ", ".join(DRILL_PEOPLE)
-    path.write_text("roles:\n" + "".join(f"  {r}: [{people}]\n" for r in roles or ["incident-commander"]))
+    path.write_text(
+        "people:\n"
+        + "".join(f"  {p}: ['unix:{p}']\n" for p in DRILL_PEOPLE)
+        + "roles:\n"
+        + "".join(f"  {r}: [{people}]\n" for r in roles or ["incident-commander"])
+    )
     return path
 
 
@@ -189,9 +197,8 @@ def run_drill(
                 requester = f"drill-{tag}"
                 approver = DrillApprover(Settings.from_env(), requester, approve=approve).start()
                 try:
-                    state = build_flow(pb, registry=registry)(
-                        **params, requested_by=requester, trigger="drill", return_state=True
-                    )
+                    with launched_here(Launch("drill", f"unix:{requester}")):
+                        state = build_flow(pb, registry=registry)(**params, return_state=True)
                 finally:
                     approver.stop()
                 report.decisions = approver.decisions
