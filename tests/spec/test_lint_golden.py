@@ -99,3 +99,45 @@ def test_cli_lint_exit_codes_and_format(tmp_path: Path) -> None:
     assert lines[1].endswith(
         "syntax_error.yaml:7:1: YAML syntax error: expected ',' or '}', but got '<stream end>'"
     )
+
+
+NO_TEMPLATES = (
+    "sql must not contain templates ({{ ... }} or {% ... %}): pass values as %(name)s parameters"
+    " and name a table chosen at run time with table: and {table}"
+)
+
+
+def _ungated_table(param: str) -> str:
+    return (
+        f"a step without approval (policy: none) must not let param '{param}' choose its table:"
+        f" declare {param}: {{type: identifier, enum: [schema.table, ...]}} (or require an approval)"
+    )
+
+
+def test_sql_safety_templates_tables_identifier_params_and_statements(registry: ActionRegistry) -> None:
+    """Issue 12: no template in any sql: (nested calls too), {table} and table: together, a policy-none
+    step's table only from an identifier param with enum, identifier/pattern/enum params checked
+    (defaults and schedule values), and statements read by PostgreSQL's parser."""
+    assert lint_case("sql_safety.yaml", registry) == [
+        "sql_safety.yaml:7:23: param stats: 'attune.other' is not one of ['attune.queue_stats']",
+        "sql_safety.yaml:7:44: param queue: 'bad queue' does not match the pattern '[a-z][a-z0-9-]*'",
+        "sql_safety.yaml:12:16: params.bad_default: param default: 'x; DROP TABLE y' is not a plain table"
+        " name: use name or schema.name (letters, digits and _, starting with a letter or _; no quotes,"
+        " spaces or other characters)",
+        "sql_safety.yaml:14:16: params.bad_pattern: bad regular expression '(unclosed': missing ),"
+        " unterminated subpattern at position 0",
+        f"sql_safety.yaml:18:17: {NO_TEMPLATES}",
+        f"sql_safety.yaml:23:19: {NO_TEMPLATES}",
+        "sql_safety.yaml:27:17: parameter 'sql' of 'postgres.query': postgres.query runs only SELECT,"
+        " VALUES, TABLE, SHOW or EXPLAIN (without ANALYZE), not COPY; changes go through the gated"
+        " postgres.execute",
+        "sql_safety.yaml:30:17: sql uses {table} but the step has no table:",
+        "sql_safety.yaml:33:19: table: is given but sql does not use {table}",
+        f"sql_safety.yaml:36:19: {_ungated_table('free')}",
+        f"sql_safety.yaml:40:19: {_ungated_table('text_table')}",
+        "sql_safety.yaml:48:45: parameter 'sql' of 'postgres.execute': sql holds 2 statements; exactly one"
+        " is run (no ';'-separated batches)",
+        "sql_safety.yaml:52:17: parameter 'sql' of 'postgres.execute': sql may contain braces only as the"
+        " {table} placeholder; found '{' elsewhere: pass JSON or array literals as a %(name)s parameter"
+        " (e.g. %(result)s::jsonb)",
+    ]

@@ -110,6 +110,7 @@ def lint_source(src: Source, registry: ActionRegistry) -> tuple[Playbook | None,
 def _semantic_problems(src: Source, data: dict[str, Any], registry: ActionRegistry) -> list[Problem]:
     problems: list[Problem] = []
     params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    problems.extend(_schedule_param_problems(src, data, params))
     seen: set[str] = set()
     main_ids: list[str] = []
     for section in ("steps", "finally"):
@@ -151,6 +152,9 @@ def _step_problems(
     with_ = step.get("with", {})
     if spec is not None and isinstance(with_, dict):
         problems.extend(_param_problems(src, (*path, "with"), with_, spec))
+        problems.extend(_literal_problems(src, (*path, "with"), with_, spec))
+        problems.extend(_table_problems(src, path, step, with_, spec, params))
+    problems.extend(_sql_template_problems(src, (*path, "with"), with_))
     if spec is not None and (spec.destructive or spec.manual):
         approval = step.get("approval")
         if not isinstance(approval, dict):
@@ -214,6 +218,132 @@ def _param_problems(src: Source, path: Path_, with_: dict[str, Any], spec: Actio
                     loc, f"parameter '{_dotted(err['loc'])}' of '{spec.name}': {_clean_msg(err['msg'])}"
                 )
             )
+    return problems
+
+
+def _literal_problems(src: Source, path: Path_, with_: dict[str, Any], spec: ActionSpec) -> list[Problem]:
+    """Parameters marked ``json_schema_extra={"literal": True}`` (e.g. ``kubernetes.exec``'s ``allow``)
+    are part of the reviewed playbook: no expression anywhere inside them, or a run could widen them."""
+    problems: list[Problem] = []
+    for name, f in spec.params_model.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        key = f.alias or name
+        if extra.get("literal") and key in with_:
+            for sub, value in _strings(with_[key], (*path, key)):
+                if any(mark in value for mark in ("{{", "{%", "{#")):
+                    problems.append(
+                        src.problem(
+                            sub,
+                            f"parameter '{key}' of '{spec.name}' must be written out in the playbook,"
+                            " not an expression",
+                        )
+                    )
+    return problems
+
+
+# -- SQL: fixed text, tables as typed values ----------------------------------------------------
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+TABLE_PLACEHOLDER = "{table}"
+
+
+def _sql_template_problems(src: Source, path: Path_, with_: Any) -> list[Problem]:
+    """A ``sql:`` value (of any action, at any depth: ``core.wait`` nests calls) is never a template.
+
+    Parameters reach SQL only as ``%(name)s`` values and ``table:`` identifiers; text rendered from
+    params or step outputs could turn into any statement."""
+    problems = []
+    for sub, value in _strings(with_, path):
+        if sub and sub[-1] == "sql" and any(mark in value for mark in _TEMPLATE_MARKS):
+            problems.append(
+                src.problem(
+                    sub,
+                    "sql must not contain templates ({{ ... }} or {% ... %}): pass values as %(name)s"
+                    " parameters and name a table chosen at run time with table: and {table}",
+                )
+            )
+    return problems
+
+
+def _table_problems(
+    src: Source,
+    path: Path_,
+    step: dict[str, Any],
+    with_: dict[str, Any],
+    spec: ActionSpec,
+    params: dict[str, Any],
+) -> list[Problem]:
+    """``{table}`` and ``table:`` go together; an unapproved step never lets a free param pick its table."""
+    fields = spec.params_model.model_fields
+    if "table" not in fields:
+        return []
+    problems: list[Problem] = []
+    sql, table = with_.get("sql"), with_.get("table")
+    if "sql" in fields and isinstance(sql, str) and not _has_expression(sql):
+        if TABLE_PLACEHOLDER in sql and table is None:
+            problems.append(
+                src.problem((*path, "with", "sql"), "sql uses {table} but the step has no table:")
+            )
+        if table is not None and TABLE_PLACEHOLDER not in sql:
+            problems.append(
+                src.problem((*path, "with", "table"), "table: is given but sql does not use {table}")
+            )
+    approval = step.get("approval")
+    ungated = isinstance(approval, dict) and approval.get("policy") == "none"
+    if ungated and spec.destructive and isinstance(table, str) and _has_expression(table):
+        name = _param_reference(table)
+        pspec = params.get(name) if name else None
+        if not (
+            isinstance(pspec, dict)
+            and pspec.get("type") == "identifier"
+            and isinstance(pspec.get("enum"), list)
+        ):
+            what = f"param '{name}'" if name else "an expression"
+            fix = (
+                f"declare {name}: {{type: identifier, enum: [schema.table, ...]}}"
+                if name
+                else "use {{ params.<name> }} of a type: identifier param with enum: [...]"
+            )
+            problems.append(
+                src.problem(
+                    (*path, "with", "table"),
+                    f"a step without approval (policy: none) must not let {what} choose its table:"
+                    f" {fix} (or require an approval)",
+                )
+            )
+    return problems
+
+
+def _param_reference(text: str) -> str | None:
+    """``name`` when ``text`` is exactly ``{{ params.name }}``, else None."""
+    import re
+
+    match = re.fullmatch(r"\{\{\s*params\.([a-z][a-z0-9_]*)\s*\}\}", text.strip())
+    return match[1] if match else None
+
+
+def _schedule_param_problems(src: Source, data: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
+    """Values a schedule passes are checked like any run's (type, pattern, enum) at lint time."""
+    from runbook.spec.models import ParamSpec
+
+    problems: list[Problem] = []
+    triggers = data.get("triggers") if isinstance(data.get("triggers"), dict) else {}
+    schedules = triggers.get("schedule") if isinstance(triggers.get("schedule"), list) else []
+    for i, sched in enumerate(schedules):
+        given = sched.get("params") if isinstance(sched, dict) else None
+        if not isinstance(given, dict):
+            continue
+        for name, value in given.items():
+            where = ("triggers", "schedule", i, "params", name)
+            raw = params.get(name)
+            if raw is None:
+                problems.append(
+                    src.problem(where, f"unknown param '{name}'{_suggest(name, params)}", key=True)
+                )
+                continue
+            try:
+                ParamSpec.model_validate(raw).coerce(name, value)
+            except (ValidationError, ValueError) as exc:
+                problems.append(src.problem(where, str(exc).splitlines()[0]))
     return problems
 
 

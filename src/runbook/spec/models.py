@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from runbook.core.identifiers import check_identifier
 from runbook.spec.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -20,6 +21,7 @@ RESERVED_PARAMS = {"incident", "requested_by", "dry_run", "trigger", "run", "ste
 
 PARAM_TYPES: dict[str, type] = {
     "string": str,
+    "identifier": str,  # a table name: name or schema.name, see runbook.core.identifiers
     "integer": int,
     "number": float,
     "boolean": bool,
@@ -33,19 +35,34 @@ class Strict(BaseModel):
 
 
 class ParamSpec(Strict):
-    type: Literal["string", "integer", "number", "boolean", "list", "object"] = "string"
+    """One run parameter. ``identifier`` is a table name (``name`` or ``schema.name``, checked
+    against a strict pattern; empty means not set): the only kind of value that may choose which
+    table a PostgreSQL step touches (``table:``), never pasted into SQL text. ``string`` params may
+    be narrowed with ``pattern:`` (a regular expression the whole value must match) and, like every
+    type, with ``enum:``."""
+
+    type: Literal["string", "identifier", "integer", "number", "boolean", "list", "object"] = "string"
     default: Any = None
     description: str = ""
     required: bool = False
     minimum: float | None = None
     maximum: float | None = None
     enum: list[Any] | None = None
+    pattern: str | None = None
 
     def python_type(self) -> type:
         return PARAM_TYPES[self.type]
 
     def coerce(self, name: str, value: Any) -> Any:
         """Convert a value given on the command line or by a trigger; ValueError says why not."""
+        value = self._coerce_type(name, value)
+        if value is None:
+            return None
+        if self.enum is not None and value not in self.enum:
+            raise ValueError(f"param {name}: {value!r} is not one of {self.enum}")
+        return value
+
+    def _coerce_type(self, name: str, value: Any) -> Any:
         kind = self.python_type()
         if value is None:
             return None
@@ -70,16 +87,36 @@ class ParamSpec(Strict):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"param {name}: expected {self.type}, got {type(value).__name__} {value!r}")
+        if self.type == "identifier":
+            if value == "":
+                return None  # empty: not set (``when: "{{ params.table }}"`` skips the step)
+            try:
+                check_identifier(value)
+            except ValueError as exc:
+                raise ValueError(f"param {name}: {exc}") from None
+        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            raise ValueError(f"param {name}: {value!r} does not match the pattern {self.pattern!r}")
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"param {name}: {value} is below the minimum {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
             raise ValueError(f"param {name}: {value} is above the maximum {self.maximum:g}")
-        if self.enum is not None and value not in self.enum:
-            raise ValueError(f"param {name}: {value!r} is not one of {self.enum}")
         return value
 
     @model_validator(mode="after")
     def _default_fits(self) -> ParamSpec:
+        if self.pattern is not None:
+            if self.type not in ("string", "identifier"):
+                raise ValueError(f"pattern applies to string and identifier params, not {self.type}")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {self.pattern!r}: {exc}") from None
+        if self.enum is not None:
+            if not self.enum:
+                raise ValueError("enum needs at least one value")
+            for item in self.enum:
+                if self._coerce_type("enum value", item) is None:
+                    raise ValueError("enum values cannot be empty")
         if self.default is not None:
             self.coerce("default", self.default)
         return self
