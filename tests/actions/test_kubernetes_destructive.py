@@ -9,6 +9,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -359,11 +360,12 @@ def test_exec_runs_fixed_command_over_websocket(
         "namespace": NS,
         "pod": "rabbitmq-0",
         "command": ["rabbitmqctl", "forget_cluster_node", "rabbit@rabbitmq-2"],
+        "allow": ["rabbitmqctl forget_cluster_node *"],
     }
     text = describe(spec, ctx, params)
     assert (
-        "run ['rabbitmqctl', 'forget_cluster_node', 'rabbit@rabbitmq-2'] (no shell) "
-        "in pod orchestrator/rabbitmq-0" in text
+        "run ['rabbitmqctl', 'forget_cluster_node', 'rabbit@rabbitmq-2'] (no shell; allowed by"
+        " 'rabbitmqctl forget_cluster_node *') in pod orchestrator/rabbitmq-0" in text
     )
     assert kube.execs == []
     res = invoke(spec, ctx, params)
@@ -373,22 +375,81 @@ def test_exec_runs_fixed_command_over_websocket(
     ]
 
 
-def test_exec_nonzero_cap_redaction_and_no_shell(
+def test_exec_nonzero_cap_and_redaction(
     registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer
 ) -> None:
     spec = registry["kubernetes.exec"]
     base = {"namespace": NS, "pod": "rabbitmq-0"}
+
+    def run(*command: str, **kw: object) -> Any:
+        return invoke(spec, ctx, {**base, "command": list(command), "allow": [list(command)], **kw})
+
     with pytest.raises(ActionError, match="exited 127: .*not found"):
-        invoke(spec, ctx, {**base, "command": ["no-such-tool"]})
-    assert invoke(spec, ctx, {**base, "command": ["false"], "fail_on_nonzero": False}).exit_code == 1
-    big = invoke(spec, ctx, {**base, "command": ["seq", "200000"], "max_output_bytes": 1000})
+        run("no-such-tool")
+    assert run("false", fail_on_nonzero=False).exit_code == 1
+    big = run("seq", "200000", max_output_bytes=1000)
     assert big.truncated and len(big.stdout) == 1000 and big.stdout.startswith("1\n2\n")
-    env = invoke(spec, ctx, {**base, "command": ["printenv"]})
+    env = run("printenv")
     assert "hunter2hunter2" not in env.stdout and "RABBITMQ_PASSWORD=***" in env.stdout
-    with pytest.raises(ValueError, match="shell"):
-        invoke(spec, ctx, {**base, "command": ["sh", "-c", "rabbitmqctl stop_app"]})
     with pytest.raises(ActionError, match="no container 'nope'"):
-        invoke(spec, ctx, {**base, "command": ["true"], "container": "nope"})
+        run("true", container="nope")
+
+
+# The bypasses of the old "no shell" blocklist, each against an allow list a real playbook would have:
+# none is refused for being a shell or an interpreter (there is no such list), only for not being allowed.
+RABBIT_ALLOW = [
+    "rabbitmqctl forget_cluster_node *",
+    "rabbitmqctl list_queues ...",
+    ["rabbitmq-upgrade", "drain"],
+]
+BYPASSES = [
+    ["python3", "-c", "import os; os.system('rabbitmqctl stop_app')"],
+    ["awk", 'BEGIN{system("rabbitmqctl stop_app")}'],
+    ["rabbitmqctl", "eval", "init:stop()."],
+    ["sh", "-c", "rabbitmqctl stop_app"],
+    ["/bin/sh", "-c", "id"],
+    ["/usr/sbin/rabbitmqctl", "forget_cluster_node", "rabbit@x"],  # another path is another program
+    ["rabbitmqctl", "forget_cluster_node", "rabbit@x", "--offline"],  # one * is one argument
+    ["rabbitmqctl", "forget_cluster_node"],
+    ["rabbitmq-upgrade", "drain", "--timeout", "1"],
+    ["env", "rabbitmqctl", "forget_cluster_node", "rabbit@x"],
+]
+
+
+@pytest.mark.parametrize("command", BYPASSES, ids=lambda c: " ".join(c)[:40])
+def test_exec_refuses_what_the_allow_list_does_not_name_and_sends_nothing(
+    registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer, command: list[str]
+) -> None:
+    spec = registry["kubernetes.exec"]
+    params = {"namespace": NS, "pod": "rabbitmq-0", "command": command, "allow": RABBIT_ALLOW}
+    with pytest.raises(ValueError, match="is not in this step's allow list") as exc:
+        invoke(spec, ctx, params)
+    assert "nothing was sent to the pod" in str(exc.value)
+    with pytest.raises(ValueError, match="is not in this step's allow list"):
+        describe(spec, ctx, params)
+    assert kube.execs == [] and kube.find_requests(path="/exec") == []
+
+
+def test_exec_allow_patterns(registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer) -> None:
+    from runbook.actions.kubernetes_models import allowed_by
+
+    assert allowed_by(["rabbitmqctl", "list_queues"], RABBIT_ALLOW) == "rabbitmqctl list_queues ..."
+    assert allowed_by(["rabbitmqctl", "list_queues", "name", "messages"], RABBIT_ALLOW)
+    assert allowed_by(["rabbitmq-upgrade", "drain"], RABBIT_ALLOW) == "rabbitmq-upgrade drain"
+    assert allowed_by(["rabbitmqctl", "list_queues_x"], RABBIT_ALLOW) is None
+    spec = registry["kubernetes.exec"]
+    base = {"namespace": NS, "pod": "rabbitmq-0", "command": ["true"]}
+    for bad, why in [
+        ([], "at least 1 item"),
+        (["* true"], "must start with the program"),
+        (["... true"], "must start with the program"),
+        (["true ... x"], "'...' may only be the last word"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            invoke(spec, ctx, {**base, "allow": bad})
+    with pytest.raises(ValueError, match="allow"):
+        invoke(spec, ctx, base)  # no allow list: nothing may run
+    assert kube.execs == []
 
 
 def test_exec_times_out(registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer) -> None:
@@ -397,7 +458,13 @@ def test_exec_times_out(registry: ActionRegistry, ctx: ActionContext, kube: Kube
         invoke(
             registry["kubernetes.exec"],
             ctx,
-            {"namespace": NS, "pod": "rabbitmq-0", "command": ["sleep", "5"], "timeout_seconds": 0.5},
+            {
+                "namespace": NS,
+                "pod": "rabbitmq-0",
+                "command": ["sleep", "5"],
+                "allow": ["sleep *"],
+                "timeout_seconds": 0.5,
+            },
         )
     assert time.monotonic() - start < 2.5
 
@@ -411,6 +478,12 @@ def test_exec_handshake_hang_is_bounded(
         invoke(
             registry["kubernetes.exec"],
             ctx,
-            {"namespace": NS, "pod": "rabbitmq-0", "command": ["true"], "timeout_seconds": 0.5},
+            {
+                "namespace": NS,
+                "pod": "rabbitmq-0",
+                "command": ["true"],
+                "allow": ["true"],
+                "timeout_seconds": 0.5,
+            },
         )
     assert time.monotonic() - start < 4

@@ -64,6 +64,7 @@ from runbook.actions.kubernetes_models import (
     WaitRolloutParams,
     WaitRolloutResult,
     WorkloadParams,
+    allowed_by,
 )
 from runbook.actions.kubernetes_ops import (
     RESTARTED_AT,
@@ -663,15 +664,22 @@ def apply_pdb(ctx: ActionContext, params: ApplyPdbParams) -> ApplyPdbResult:
 
 @action(
     "kubernetes.exec",
-    summary="Run a fixed command (argv, no shell) in a pod container",
+    summary="Run a command the playbook allows (argv, no shell) in a pod container",
     destructive=True,
     describe=describe_exec,
 )
 def exec_(ctx: ActionContext, params: ExecParams) -> ExecResultModel:
     """``kubectl exec POD -- CMD ARGS``: e.g. ``rabbitmqctl forget_cluster_node rabbit@failed``. The
-    command is an argv list run without a shell (shells are rejected), so templated values can only
-    ever be arguments. Output is capped and redacted; a non-zero exit fails the step unless
-    ``fail_on_nonzero: false``. Uses the exec websocket (channel protocol v4/v5)."""
+    command runs only if the step's literal ``allow`` list admits it (e.g. ``allow: ["rabbitmqctl
+    forget_cluster_node *"]``); anything else is refused before the pod is contacted. There is no list
+    of forbidden programs: ``python3 -c``, ``awk 'BEGIN{system(...)}'`` or ``rabbitmqctl eval`` run only
+    where a playbook explicitly allows them. The argv is sent as is, never through a shell. Output is
+    capped and redacted; a non-zero exit fails the step unless ``fail_on_nonzero: false``. Uses the
+    exec websocket (channel protocol v4/v5)."""
+    if allowed_by(list(params.command), list(params.allow)) is None:  # params built without validation
+        raise ActionError(
+            f"command {list(params.command)!r} is not in this step's allow list: not sent", backend=BACKEND
+        )
     _, container = _exec_target(ctx, params)
     timeout = min(params.timeout_seconds, ctx.remaining(default=params.timeout_seconds))
     where = f"exec in pod {params.namespace}/{params.pod}"

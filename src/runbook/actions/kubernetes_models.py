@@ -1,7 +1,7 @@
 """Params and results of the Kubernetes actions (kept apart so ``kubernetes.py`` reads as the actions).
 
 Validation lives here so a playbook is rejected at lint/plan time, not halfway through an incident:
-a shell as an exec command, an invalid grep regex, a PDB with both or neither bound, a DB budget
+an exec command its step does not allow, an invalid grep regex, a PDB with both or neither bound, a DB budget
 without a pool size.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from runbook.actions.registry import ActionResult
 
 Workload = Literal["deployment", "statefulset"]
-SHELLS = {"sh", "bash", "zsh", "ash", "dash", "ksh", "csh", "tcsh", "fish", "busybox"}
 _PERCENT_OR_INT = re.compile(r"^\d+%?$")
 
 
@@ -350,12 +349,49 @@ class ApplyPdbResult(ActionResult):
     disruptions_allowed: int
 
 
+#: ``allow`` words with a meaning: one argument of any value; any remaining arguments (last word only)
+ANY_ONE, ANY_REST = "*", "..."
+
+
+def _pattern(entry: str | list[str]) -> list[str]:
+    return entry.split() if isinstance(entry, str) else list(entry)
+
+
+def allowed_by(command: list[str], allow: list[str | list[str]]) -> str | None:
+    """The ``allow`` entry that admits ``command`` (as written in the playbook), or None.
+
+    Each entry is an argv pattern: its words must equal the command's, position by position, except
+    ``*`` (any one argument) and a final ``...`` (any further arguments, none included). Nothing is
+    normalised: ``/usr/bin/rabbitmqctl`` is not ``rabbitmqctl``."""
+    for entry in allow:
+        words = _pattern(entry)
+        rest = bool(words) and words[-1] == ANY_REST
+        fixed = words[:-1] if rest else words
+        if len(command) < len(fixed) or (not rest and len(command) != len(fixed)):
+            continue
+        if all(w == ANY_ONE or w == arg for w, arg in zip(fixed, command, strict=False)):
+            return " ".join(words)
+    return None
+
+
 class ExecParams(_Params):
+    """``command`` runs only when an ``allow`` entry admits it. ``allow`` is part of the playbook, not
+    of the incident: lint refuses an expression in it (``json_schema_extra={"literal": True}``), so what
+    may run in a pod is reviewed with the playbook, and templated values can only fill ``*`` slots."""
+
     namespace: str = Field(description="namespace of the pod")
     pod: str = Field(description="pod name")
     container: str | None = Field(None, description="container (default: the pod's first)")
     command: list[str] = Field(
         min_length=1, description="fixed argv, no shell, e.g. [rabbitmqctl, forget_cluster_node, rabbit@x]"
+    )
+    allow: list[str | list[str]] = Field(
+        min_length=1,
+        max_length=50,
+        description="the commands this step may run, literal in the playbook (never an expression):"
+        " argv patterns whose words must match exactly, '*' = any one argument, a final '...' = any"
+        " further arguments; e.g. ['rabbitmqctl forget_cluster_node *'] (a list of words also works)",
+        json_schema_extra={"literal": True},
     )
     timeout_seconds: float = Field(60, gt=0, le=3600, description="give up after this long")
     max_output_bytes: int = Field(65536, ge=256, le=1048576, description="stdout/stderr kept (each)")
@@ -363,14 +399,31 @@ class ExecParams(_Params):
 
     @field_validator("command")
     @classmethod
-    def _no_shell(cls, value: list[str]) -> list[str]:
-        prog = value[0].rsplit("/", 1)[-1]
-        if prog in SHELLS or prog in {"env", "xargs", "eval"}:
-            raise ValueError(
-                f"{value[0]!r} would run a shell or an arbitrary command: give the program and its arguments"
-            )
+    def _argv(cls, value: list[str]) -> list[str]:
         if any("\x00" in a for a in value):
             raise ValueError("command arguments must not contain NUL")
+        if not value[0]:
+            raise ValueError("command needs a program")
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _allowed(cls, value: list[str | list[str]], info: ValidationInfo) -> list[str | list[str]]:
+        """Checked on ``allow`` (declared after ``command``) so lint reports it at the allow list when
+        the command is literal; at run time the rendered command is always there."""
+        for entry in value:
+            words = _pattern(entry)
+            if not words or not words[0] or words[0] in (ANY_ONE, ANY_REST):
+                raise ValueError(f"allow entry {entry!r} must start with the program's name")
+            if ANY_REST in words[:-1]:
+                raise ValueError(f"allow entry {entry!r}: '...' may only be the last word")
+        command = info.data.get("command")
+        if command is not None and allowed_by(command, value) is None:
+            shown = " | ".join(" ".join(_pattern(e)) for e in value)
+            raise ValueError(
+                f"command {command!r} is not in this step's allow list ({shown}): kubernetes.exec"
+                " runs only commands the playbook allows; nothing was sent to the pod"
+            )
         return value
 
 

@@ -34,6 +34,7 @@ from runbook.actions.kubernetes_models import (
     PodInfo,
     ScaleParams,
     WorkloadParams,
+    allowed_by,
 )
 
 
@@ -393,7 +394,8 @@ def _exec_target(ctx: ActionContext, params: ExecParams) -> tuple[Any, str]:
 def describe_exec(ctx: ActionContext, params: ExecParams) -> str:
     pod, container = _exec_target(ctx, params)
     return (
-        f"run {params.command!r} (no shell) in pod {params.namespace}/{params.pod} container {container} "
+        f"run {params.command!r} (no shell; allowed by '{allowed_by(params.command, params.allow)}') "
+        f"in pod {params.namespace}/{params.pod} container {container} "
         f"(pod {'ready' if pod_is_ready(pod) else 'NOT ready'}, node {pod.spec.node_name or '-'}); "
         f"timeout {params.timeout_seconds:g}s, output capped at {params.max_output_bytes} bytes"
     )
