@@ -15,14 +15,11 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+
+from runbook.core.sandbox import BoundedSandbox, ExpressionError, check_size
 
 ROOTS = ("params", "steps", "incident", "run")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.S)
-
-
-class ExpressionError(Exception):
-    """An expression failed to parse or evaluate (message is for the operator)."""
 
 
 class Obj(dict):  # type: ignore[type-arg]
@@ -49,8 +46,8 @@ def is_expression(value: Any) -> bool:
 
 
 @lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+def environment() -> BoundedSandbox:
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["tojson"] = lambda v: json.dumps(v, default=str)
     env.filters["pct"] = lambda v, d=1: f"{float(v) * 100:.{d}f}%"
     env.globals.update(min=min, max=max, len=len, sorted=sorted, int=int, float=float, abs=abs, round=round)
@@ -75,7 +72,17 @@ def _compiled_template(text: str) -> Any:
 
 
 def _wrap(exc: Exception, text: str) -> ExpressionError:
-    return ExpressionError(f"expression {text.strip()!r}: {exc}")
+    kind = type(exc) if isinstance(exc, ExpressionError) else ExpressionError
+    return kind(f"expression {text.strip()!r}: {exc}")
+
+
+def _evaluate(expr: str, context: dict[str, Any], text: str) -> Any:
+    """One compiled expression evaluated within a step budget; its value bounded in size."""
+    env = environment()
+    with env.budget():
+        result = _compiled_expression(expr)(**context)
+    _check_defined(result, text)
+    return check_size(result, env.output_limit, "value")
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:
@@ -89,12 +96,8 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
     try:
         single = _single_expression(value)
         if single is not None:
-            result = _compiled_expression(single)(**context)
-            _check_defined(result, value)
-            return result
-        return _compiled_template(value).render(**context)
-    except ExpressionError:
-        raise
+            return _evaluate(single, context, value)
+        return environment().render_bounded(_compiled_template(value), context)
     except Exception as exc:  # noqa: BLE001 - jinja raises many types; all mean "bad expression"
         raise _wrap(exc, value) from None
 
@@ -111,8 +114,7 @@ def evaluate_condition(text: str, context: dict[str, Any]) -> bool:
     expr = _single_expression(text)
     source = expr if expr is not None else text
     try:
-        result = _compiled_expression(source)(**context)
-        _check_defined(result, text)
+        result = _evaluate(source, context, text)
     except Exception as exc:  # noqa: BLE001
         raise _wrap(exc, text) from None
     if isinstance(result, str):

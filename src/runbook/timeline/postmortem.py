@@ -1,26 +1,51 @@
 """Render the postmortem draft of a run from its timeline with a Jinja2 template.
 
-The template (``templates/postmortem.md.j2``) receives the run record, every event, and facts derived
-from them (impact window, steps, decisions, verdict, mitigations taken and declined, follow-ups) so
-the template stays declarative. Follow-ups come from ``templates/followups.yaml`` (verdict -> the
-seeds' long-term remediation ideas), so teams edit remediation advice without touching code.
+The template (packaged ``runbook/templates/postmortem.md.j2``) receives the run record, every event,
+and facts derived from them (impact window, steps, decisions, verdict, mitigations taken and
+declined, follow-ups) so the template stays declarative. Follow-ups come from ``followups.yaml``
+(verdict -> the seeds' long-term remediation ideas), so teams edit remediation advice without
+touching code.
+
+Templates are trusted code, incident text is not. So:
+
+- a template is a **name**, looked up in the operator's folder (``RUNBOOK_TEMPLATES``) and then in
+  the templates packaged with runbook (``importlib.resources``); absolute paths, ``..``, NUL bytes
+  and symlinks that leave the folder are refused (:class:`TemplateRefused`), and so is anything
+  that resolves inside the data directory (dumps, exports, earlier drafts: files a run wrote, whose
+  content outsiders influence, are never rendered as templates);
+- rendering uses the same immutable, bounded sandbox as playbook expressions
+  (:class:`runbook.core.sandbox.BoundedSandbox`, 2 MB of text at most);
+- incident titles and descriptions only ever enter as *data* in the context: ``{{ 7*7 }}`` in a
+  PagerDuty title is printed as those characters, never evaluated.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable
 from datetime import datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound
 
+from runbook.core import files
+from runbook.core.sandbox import MAX_POSTMORTEM_CHARS, BoundedSandbox
 from runbook.redact import redact
 from runbook.timeline.events import Event, Kind
 from runbook.timeline.store import TimelineStore
 
 DEFAULT_TEMPLATE = "postmortem.md.j2"
 FOLLOWUPS_FILE = "followups.yaml"
+#: bytes a template (or followups.yaml) may have
+MAX_TEMPLATE_BYTES = 256 * 1024
+#: loop iterations and calls one postmortem render may make (events x a few per event)
+POSTMORTEM_STEPS = 500_000
+_FROM_SETTINGS: Any = object()
 STEP_END = {
     Kind.STEP_SUCCEEDED: "succeeded",
     Kind.STEP_FAILED: "failed",
@@ -36,12 +61,115 @@ DECIDED = {
 }
 
 
-def templates_dir() -> Path:
-    """``templates/`` of the working directory, else the one beside the source tree."""
-    here = Path.cwd() / "templates"
-    if (here / DEFAULT_TEMPLATE).is_file():
-        return here
-    return Path(__file__).resolve().parents[3] / "templates"
+class TemplateRefused(ValueError):
+    """A template name that is not a file of the packaged templates or the configured folder."""
+
+
+def packaged_templates() -> Traversable:
+    """The templates shipped inside the ``runbook`` package (a wheel includes them)."""
+    return resources.files("runbook").joinpath("templates")
+
+
+def _configured_folder() -> Path | None:
+    from runbook.config import Settings
+
+    return Settings.from_env().templates_dir
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+def _read_from_folder(folder: Path, name: str) -> tuple[str, str] | None:
+    """``(text, path)`` of template ``name`` in the operator's ``folder``; None when it has none.
+
+    The name is relative and stays inside the folder once symlinks are resolved; a file that
+    resolves inside the data directory is refused whatever the folder says."""
+    parts = files.relative_parts(name)
+    root = folder.expanduser().resolve()
+    target = root.joinpath(*parts)
+    if not os.path.lexists(target):
+        return None
+    real = target.resolve()
+    if not _inside(real, root):
+        raise TemplateRefused(f"template {name!r} resolves outside the templates folder {str(root)!r}")
+    data = files.data_dir().expanduser().resolve()
+    if _inside(real, data):
+        raise TemplateRefused(
+            f"template {name!r} resolves inside the runbook data directory {str(data)!r}: "
+            "files a run wrote are never rendered as templates"
+        )
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TemplateRefused(f"template {name!r} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise TemplateRefused(f"template {name!r} is not a regular file")
+        raw = fh.read(MAX_TEMPLATE_BYTES + 1)
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise TemplateRefused(f"template {name!r} is larger than {MAX_TEMPLATE_BYTES} bytes")
+    return raw.decode("utf-8"), str(real)
+
+
+def _read_packaged(name: str) -> tuple[str, str] | None:
+    node: Traversable = packaged_templates()
+    for part in files.relative_parts(name):
+        node = node.joinpath(part)
+    if not node.is_file():
+        return None
+    return node.read_text(encoding="utf-8"), f"runbook/templates/{name}"
+
+
+def read_template(name: str, folder: Path | None) -> tuple[str, str]:
+    """``(text, where)`` of template ``name``: the configured ``folder`` first, then the packaged
+    templates. Raises :class:`TemplateRefused` for a path or a name that is neither."""
+    if not isinstance(name, str) or not name:
+        raise TemplateRefused("a template is named by a non-empty string")
+    try:
+        found = (_read_from_folder(folder, name) if folder is not None else None) or _read_packaged(name)
+    except files.UnsafePath as exc:
+        raise TemplateRefused(
+            f"template {name!r} refused: a template is a name inside the templates folder, not a path ({exc})"
+        ) from None
+    if found is None:
+        where = f"{str(folder)!r} or " if folder is not None else ""
+        raise TemplateRefused(f"no template {name!r} in {where}the packaged templates")
+    return found
+
+
+class _TemplateLoader(BaseLoader):
+    """Jinja loader over :func:`read_template` (``include``/``extends`` get the same checks)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            text, where = read_template(template, self.folder)
+        except TemplateRefused as exc:
+            if str(exc).startswith("no template"):
+                raise TemplateNotFound(template) from None
+            raise
+        return text, where, lambda: True
+
+
+def postmortem_environment(folder: Path | None = None) -> BoundedSandbox:
+    """The sandbox postmortems render in: immutable, bounded, templates by name only."""
+    env = BoundedSandbox(
+        output_limit=MAX_POSTMORTEM_CHARS,
+        max_steps=POSTMORTEM_STEPS,
+        loader=_TemplateLoader(folder),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["hms"] = lambda dt: dt.strftime("%H:%M:%S") if dt else "?"
+    env.filters["stamp"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "?"
+    env.filters["cell"] = lambda text: " ".join(str(text or "").split()).replace("|", "/")
+    return env
 
 
 def _duration(start: datetime, end: datetime) -> str:
@@ -62,12 +190,16 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
-def load_followups(folder: Path) -> dict[str, list[str]]:
-    """Verdict -> follow-ups; an absent or unreadable file gives none (the draft still renders)."""
-    path = folder / FOLLOWUPS_FILE
-    if not path.is_file():
+def load_followups(folder: Path | None = None) -> dict[str, list[str]]:
+    """Verdict -> follow-ups from ``followups.yaml`` of the operator's ``folder`` (else the
+    packaged one); an absent file gives none (the draft still renders)."""
+    try:
+        text, _ = read_template(FOLLOWUPS_FILE, folder)
+    except TemplateRefused:
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        return {}
     return {str(k): [str(item) for item in v or []] for k, v in data.items() if isinstance(v, list)}
 
 
@@ -167,21 +299,25 @@ def postmortem_facts(
     }
 
 
-def render_postmortem(store: TimelineStore, run_id: str, template: str | Path | None = None) -> str:
+def render_postmortem(
+    store: TimelineStore, run_id: str, template: str | None = None, *, folder: Path | None = _FROM_SETTINGS
+) -> str:
+    """The draft of ``run_id`` rendered with template NAME ``template`` (default
+    ``postmortem.md.j2``) from ``folder`` (default: ``RUNBOOK_TEMPLATES``) or the packaged
+    templates. Raises :class:`TemplateRefused` for a template that is not one of those, and
+    :class:`~runbook.core.sandbox.ExpressionError` when rendering fails or passes its bounds."""
+    if folder is _FROM_SETTINGS:
+        folder = _configured_folder()
     run = store.get_run(run_id)
     if run is None:
         raise LookupError(f"no run {run_id!r} in the timeline store")
     events = store.events(run["run_id"])
-    path = Path(template) if template else templates_dir() / DEFAULT_TEMPLATE
-    env = Environment(
-        loader=FileSystemLoader(str(path.parent)),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["hms"] = lambda dt: dt.strftime("%H:%M:%S") if dt else "?"
-    env.filters["stamp"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "?"
-    env.filters["cell"] = lambda text: " ".join(str(text or "").split()).replace("|", "/")
-    followups = load_followups(path.parent) or load_followups(templates_dir())
-    return redact(env.get_template(path.name).render(**postmortem_facts(run, events, followups)))
+    env = postmortem_environment(folder)
+    name = DEFAULT_TEMPLATE if template is None else template
+    try:
+        tmpl = env.get_template(name)
+    except TemplateNotFound:
+        where = f"{str(folder)!r} or " if folder is not None else ""
+        raise TemplateRefused(f"no template {name!r} in {where}the packaged templates") from None
+    followups = load_followups(folder)
+    return redact(env.render_bounded(tmpl, postmortem_facts(run, events, followups)))
