@@ -300,8 +300,9 @@ def test_unreachable_server_and_missing_objects(
         invoke(
             registry["kubernetes.get_deployment"], ctx, {"namespace": "orchestrator", "deployment": "nope"}
         )
-    with pytest.raises(ActionError, match='namespaces "ghost" not found'):
-        invoke(registry["kubernetes.list_pods"], ctx, {"namespace": "ghost"})
+    # kube-apiserver does not check that a namespace exists when listing in it: an empty list, not a 404
+    # (the bench answered 404 here until it was checked against kubectl: "No resources found in ghost").
+    assert invoke(registry["kubernetes.list_pods"], ctx, {"namespace": "ghost"}).total == 0
     kube.stop()
     start = time.monotonic()
     with pytest.raises(BackendUnavailable, match="kubernetes: .*unreachable"):
