@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.config import Settings
+from runbook.drills.targets import NotLoopback, require_loopback
 from runbook.timeline.launches import Launch, launched_here
 
 DRILL_PEOPLE = ("drill-approver-1", "drill-approver-2", "drill-approver-3")
@@ -164,7 +165,9 @@ def verdicts_of(store: Any, run_id: str) -> list[str]:
 def run_drill(
     playbook_ref: str, fault_name: str, user_params: dict[str, Any] | None = None, *, approve: bool = False
 ) -> DrillReport:
-    """Inject, run, judge, clean up. Raises KeyError for an unknown fault."""
+    """Inject, run, judge, clean up. Raises KeyError for an unknown fault, and
+    :class:`~runbook.drills.targets.NotLoopback` (before touching anything) when a target the
+    environment names is not on this machine."""
     from runbook.cli import _quiet_prefect
     from runbook.compiler.flow import build_flow
     from runbook.compiler.params import coerce_params
@@ -175,6 +178,7 @@ def run_drill(
 
     _quiet_prefect()
     settings = Settings.from_env()
+    require_loopback(os.environ, settings)  # before any fault, approval or connection
     real = cached_registry()
     pb = find_playbook(playbook_ref, settings.playbooks, real)
     tag = uuid.uuid4().hex[:8]
@@ -227,6 +231,11 @@ def drill_command(args: argparse.Namespace) -> int:
     from runbook.cli import _quiet_prefect
 
     _quiet_prefect()
+    try:
+        require_loopback(os.environ, Settings.from_env())
+    except NotLoopback as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     problem = require_prefect_server()
     if problem:
         print(f"error: {problem}", file=sys.stderr)

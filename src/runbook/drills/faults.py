@@ -21,6 +21,7 @@ import pika
 from runbook.config import Settings
 from runbook.drills.kube_standin import KubeWorld, Workload
 from runbook.drills.local import ConnectionHolder, Consumers, LocalRabbit, ThrowawayPostgres
+from runbook.drills.targets import require_loopback
 
 CONSUMERS = {"app": "orchestrator"}
 
@@ -32,6 +33,8 @@ class Fault:
     verdicts: tuple[str, ...] = ()
 
     def __init__(self, tag: str, settings: Settings) -> None:
+        # every fault is on loopback, whoever builds it (the drill command checks the environment too)
+        require_loopback({}, settings)
         self.tag, self.settings = tag, settings
         self.rabbit = LocalRabbit(settings.rabbitmq_url, settings.rabbitmq_management_url)
         self.queue = f"drill-{tag}"
