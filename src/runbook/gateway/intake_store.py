@@ -4,8 +4,9 @@
 Both guarantees are unique keys in the shared store, not in-process state, so several gateway
 replicas behind a load balancer (same PostgreSQL) still start one run per incident and playbook:
 
-* ``runbook_webhook_deliveries``: one row per ``X-Webhook-Id`` (and per event id); a redelivery hits
-  the key and starts nothing;
+* ``runbook_webhook_deliveries``: one row per delivery, keyed on signed content (``event:<id>`` from
+  the body, else ``sha256:<body hash>``; never the unsigned ``X-Webhook-Id`` header); a redelivery or a
+  replayed body hits the key and starts nothing;
 * ``runbook_run_claims``: primary key ``(incident_id, playbook)``; a claim is ``pending`` until a
   starter (any replica, under a short lease) has created the Prefect flow run, then ``started``.
 """
