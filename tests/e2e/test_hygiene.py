@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     settle,
     wait_until,
 )
+from tests.support.pg_roles import writer_url
 
 
 @pytest.fixture
@@ -71,12 +72,15 @@ def test_daily_report(e2e_env: Settings, queues: tuple[str, str]) -> None:
 
 
 @pytest.fixture
-def stats_tables() -> Iterator[tuple[str, str]]:
-    """Attune-shaped tables: 3 stale inactive statistics rows (deletable), 1 stale but active, 1 fresh;
-    6 snapshots past retention (more than the run's max_rows allows)."""
-    schema = f"e2e_hyg_{uuid.uuid4().hex[:8]}"
+def stats_tables(monkeypatch: pytest.MonkeyPatch, e2e_env: Settings) -> Iterator[tuple[str, str]]:
+    """Attune's tables (the only ones weekly-hygiene's enum lets a run delete from): 3 stale inactive
+    statistics rows (deletable), 1 stale but active, 1 fresh; 6 snapshots past retention (more than
+    the run's max_rows allows). The run connects as a least-privilege writer role, not a superuser."""
+    monkeypatch.setenv("DATABASE_URL", writer_url())
+    schema = "attune"
     stats, snaps = f"{schema}.queue_stats", f"{schema}.queue_snapshots"
-    pg_execute(f"CREATE SCHEMA {schema}")
+    pg_execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    pg_execute(f"DROP TABLE IF EXISTS {stats}, {snaps}")
     pg_execute(
         f"CREATE TABLE {stats} (queue_name text PRIMARY KEY, queue_length int, active_count int,"
         " last_updated timestamptz)"
@@ -89,7 +93,7 @@ def stats_tables() -> Iterator[tuple[str, str]]:
     pg_execute(f"CREATE TABLE {snaps} (id int PRIMARY KEY, snapshot_time timestamptz)")
     pg_execute(f"INSERT INTO {snaps} SELECT g, now() - interval '60 days' FROM generate_series(1, 6) g")
     yield stats, snaps
-    pg_execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    pg_execute(f"DROP TABLE IF EXISTS {stats}, {snaps}")
 
 
 def test_weekly_review_and_bounded_cleanup(
@@ -119,3 +123,33 @@ def test_weekly_review_and_bounded_cleanup(
     assert result.statuses["delete_old_snapshots"] == "failed"
     assert pg_execute(f"SELECT count(*) FROM {snaps}")[0][0] == 6
     assert ready(dlq) == 8  # the review requeued every message in place
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "public.e2e_victim; DROP TABLE e2e_victim",  # SQL in a param
+        '"Weird Name"',  # quoted identifiers are not identifiers here
+        "pg_catalog.pg_authid",  # a valid name outside the enum
+        "e2e_victim",  # an ordinary table outside the enum
+    ],
+)
+def test_weekly_cleanup_table_cannot_be_chosen_by_a_run(
+    e2e_env: Settings, stats_tables: tuple[str, str], table: str
+) -> None:
+    """The deletes run without approval, so a run's params cannot aim them anywhere but the
+    reviewed tables: the run is refused before any step, and every table keeps its rows."""
+    from runbook.compiler.params import ParamError
+
+    pg_execute("CREATE TABLE IF NOT EXISTS e2e_victim (id int)")
+    pg_execute("INSERT INTO e2e_victim VALUES (1)")
+    try:
+        before = pg_execute("SELECT count(*) FROM e2e_victim")[0][0]
+        with pytest.raises(ParamError) as info:
+            run_playbook("weekly-hygiene", {"snapshots_table": table}, f"e2e-victim-{uuid.uuid4().hex[:6]}")
+        text = str(info.value)
+        assert "not a plain table name" in text or "is not one of ['attune.queue_snapshots']" in text
+        assert pg_execute("SELECT count(*) FROM e2e_victim")[0][0] == before
+        assert pg_execute(f"SELECT count(*) FROM {stats_tables[1]}")[0][0] == 6
+    finally:
+        pg_execute("DROP TABLE IF EXISTS e2e_victim")

@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     run_playbook,
     settle,
 )
+from tests.support.pg_roles import writer_url
 
 FAST = {"window": 5, "poll_interval": 0.5, "allow_purge": False}
 
@@ -60,9 +61,11 @@ def test_no_consumers_starts_them_after_approval(e2e_env: Settings, kube: KubeAP
 
 
 @pytest.fixture
-def executions() -> Iterator[str]:
+def executions(monkeypatch: pytest.MonkeyPatch, e2e_env: Settings) -> Iterator[str]:
     """A unique executions table: 101/107 running and 115 requested for over an hour (stuck), 120
-    completed long ago and 130 running but updated a minute ago (neither may be touched)."""
+    completed long ago and 130 running but updated a minute ago (neither may be touched). The run
+    connects as a least-privilege writer role: the PostgreSQL actions refuse a superuser."""
+    monkeypatch.setenv("DATABASE_URL", writer_url())
     schema = f"e2e_{uuid.uuid4().hex[:8]}"
     table = f"{schema}.execution"
     pg_execute(f"CREATE SCHEMA {schema}")
@@ -121,7 +124,10 @@ def test_stuck_executions_force_failed_only_after_approval(
         assert call.action == "postgres.execute"
         assert sorted(call.params["params"]["ids"]) == [101, 107, 115]
         assert call.params["max_rows"] == 3
-        assert executions in call.params["sql"] and "status IN ('running', 'requested')" in call.params["sql"]
+        assert call.params["table"] == executions and call.params["operation"] == "UPDATE"
+        assert call.params["sql"].startswith("UPDATE {table} SET status = 'failed'")
+        assert "status IN ('running', 'requested')" in call.params["sql"]
+        assert "exactly 3 rows" in call.description and call.params["sql"] in call.description
         assert set(call.approvers) == {"dba", "incident-commander"}
         rows = _rows(executions)
         if decision == "approve":
