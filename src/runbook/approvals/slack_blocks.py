@@ -14,9 +14,11 @@ Header blocks are ``plain_text``, which Slack never reads as markup.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from runbook.approvals.gate import GateRequest
 from runbook.approvals.slack_text import code, code_block, escape
 from runbook.approvals.store import RequestRow
 from runbook.redact import redact
@@ -24,6 +26,7 @@ from runbook.spec.durations import format_duration
 from runbook.timeline.events import ICONS, Event, Kind
 
 MAX_TEXT = 2900  # Slack section text limit is 3000 characters
+MAX_CALL_SECTIONS = 30  # a message holds 50 blocks; the rest of a request takes fewer than 10
 
 
 class ApprovalAction(StrEnum):
@@ -102,7 +105,16 @@ def root_text(event: Event, run_id: str) -> str:
 def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
     req = row.request
     evidence = "\n".join(f"• *{_e(k)}*: {_e(v)}" for k, v in req.evidence.items()) or "_no earlier findings_"
-    params = json.dumps(req.params, indent=2, sort_keys=True, default=str)
+    parts = call_sections(req)
+    if parts is None:
+        size = len(json.dumps(req.params, default=str)) + len(req.description)
+        parts = [
+            f"*Will run* {_c(req.action)} — the call is too long to show here in full ({size:,} characters)."
+            f" Read it with {_c('runbook timeline --json ' + req.run_id)}; deny here, or approve with"
+            f" {_c(f'runbook approve {req.run_id} {req.step_id}')} once you have read it."
+            " *Approve is not offered in Slack for a call nobody could read whole.*"
+        ]
+    call = [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in parts]
     who = ", ".join(_e(a) for a in req.approvers)
     rules = [f"{req.min_approvals} approval{'s' if req.min_approvals > 1 else ''} needed"]
     if req.two_person:
@@ -121,15 +133,7 @@ def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
                 ),
             },
         },
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": _clip(
-                    f"*Will run* {_c(req.action)}:\n{_fence(params)}\n*What it does:* {_e(req.description)}"
-                ),
-            },
-        },
+        *call,
         {
             "type": "context",
             "elements": [
@@ -146,6 +150,58 @@ def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
     ]
 
 
+def _chunks(text: str, shown: Callable[[str], str], limit: int) -> list[str]:
+    """``text`` cut at line ends (a longer line is cut inside) so that ``shown(chunk)`` fits ``limit``."""
+    out: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while len(shown(line)) > limit:  # one line alone is too long: cut it where it still fits
+            cut = max(1, limit // 6)
+            while cut < len(line) and len(shown(line[: cut * 2])) <= limit:
+                cut *= 2
+            while cut > 1 and len(shown(line[:cut])) > limit:
+                cut -= max(1, cut // 8)
+            if current:
+                out.append(current)
+                current = ""
+            out.append(line[:cut])
+            line = line[cut:]
+        if current and len(shown(current + line)) > limit:
+            out.append(current)
+            current = ""
+        current += line
+    if current or not out:
+        out.append(current)
+    return out
+
+
+def call_sections(req: GateRequest) -> list[str] | None:
+    """The exact call (every rendered parameter) and the action's own description, as section texts
+    that each fit Slack's limit, never clipped; None when the whole call does not fit one message.
+
+    What an approver clicks on must be what they could read: a clipped call is never shown with an
+    Approve button (see :func:`shown_whole`, which the gateway checks before counting an approval)."""
+    params = json.dumps(req.params, indent=2, sort_keys=True, default=str)
+    if len(params) + len(req.description) > MAX_CALL_SECTIONS * MAX_TEXT:
+        return None  # escaping only lengthens text: it cannot fit, so do not cut it up to find out
+    lead = f"*Will run* {_c(req.action)}:\n"
+    budget = MAX_TEXT - len(lead)
+    texts = [
+        (lead if i == 0 else "") + _fence(chunk) for i, chunk in enumerate(_chunks(params, _fence, budget))
+    ]
+    what = "*What it does:* "
+    texts += [
+        (what if i == 0 else "") + _e(chunk)
+        for i, chunk in enumerate(_chunks(req.description, _e, MAX_TEXT - len(what)))
+    ]
+    return texts if len(texts) <= MAX_CALL_SECTIONS else None
+
+
+def shown_whole(req: GateRequest) -> bool:
+    """Whether Slack showed this request's whole call (only then may a Slack click approve it)."""
+    return call_sections(req) is not None
+
+
 def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The request while it waits: details, a reason field and Approve/Deny buttons."""
     blocks = _request_blocks(row)
@@ -157,6 +213,13 @@ def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) 
         )
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(so_far)}]})
     value = f"{row.id}:{row.plan_hash}"
+    approve_button = {
+        "type": "button",
+        "action_id": ApprovalAction.APPROVE.value,
+        "style": "primary",
+        "value": value,
+        "text": {"type": "plain_text", "text": "Approve"},
+    }
     blocks += [
         {
             "type": "input",
@@ -173,13 +236,7 @@ def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) 
             "type": "actions",
             "block_id": f"runbook_decide_{row.id}",
             "elements": [
-                {
-                    "type": "button",
-                    "action_id": ApprovalAction.APPROVE.value,
-                    "style": "primary",
-                    "value": value,
-                    "text": {"type": "plain_text", "text": "Approve"},
-                },
+                *([approve_button] if shown_whole(row.request) else []),
                 {
                     "type": "button",
                     "action_id": ApprovalAction.DENY.value,

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals, VoteResult
-from runbook.approvals.slack_blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction
+from runbook.approvals.slack_blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
 from runbook.gateway.bodies import BodyTooLarge, read_limited
 
 log = logging.getLogger("runbook.gateway.slack")
@@ -151,6 +151,9 @@ def decide(approvals: Approvals, payload: dict[str, Any]) -> tuple[VoteResult | 
         return approvals.refuse(row, f"slack:{user.get('id')}", problem, "slack", None), where
     who = _identity(approvals, user, clicker_team(payload)[0])
     approve = action["action_id"] == ApprovalAction.APPROVE
+    if approve and not shown_whole(row.request):
+        why = "this call was too long to show in Slack in full, so it cannot be approved from Slack"
+        return approvals.refuse(row, who.label(), why + " (use runbook approve)", "slack", None), where
     return approvals.vote(
         row, who, approve=approve, reason=_reason(payload), channel="slack", resume_now=False
     ), where
