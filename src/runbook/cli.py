@@ -11,7 +11,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from runbook.config import Settings
 
@@ -152,16 +151,28 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 
 def cmd_postmortem(args: argparse.Namespace) -> int:
+    import stat
+
     from runbook.compiler.runtime import build_runtime
-    from runbook.timeline.postmortem import render_postmortem
+    from runbook.core.sandbox import ExpressionError
+    from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 
     try:
         text = render_postmortem(build_runtime().store, args.run_id)
-    except LookupError as exc:
+    except (LookupError, TemplateRefused, ExpressionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        # the operator's own explicit output: wherever they say, but never through a symlink, and 0600
+        try:
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror} (no symlinks)", file=sys.stderr)
+            return 1
+        with os.fdopen(fd, "wb") as out:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout
+                os.fchmod(fd, 0o600)
+            out.write(text.encode("utf-8"))
         print(f"postmortem draft written to {args.output}")
     else:
         print(text)

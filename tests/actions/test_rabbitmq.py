@@ -10,6 +10,7 @@ import stat
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pika
 import pytest
@@ -219,24 +220,72 @@ def test_node_health_single_node(ctx, registry):
     assert node["running"] and node["fd_used"] <= node["fd_total"] and node["mem_alarm"] is False
 
 
-def test_export_definitions_is_private(ctx, registry, unique, tmp_path):
+def test_export_definitions_is_private(ctx, registry, unique, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RUNBOOK_HOME", str(home))
     name = f"rb-{unique}-defs"
+    spec = registry["rabbitmq.export_definitions"]
     with queues(name):
-        target = tmp_path / "defs.json"
-        target.write_text("old")
-        target.chmod(0o644)
-        result = invoke(registry["rabbitmq.export_definitions"], ctx, {"path": str(target)})
+        result = invoke(spec, ctx, {"path": "defs.json"})
+        target = home / "definitions" / "defs.json"
         assert result.path == str(target) and result.queues >= 1 and result.users >= 1
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
         doc = json.loads(target.read_text())
         assert name in [q["name"] for q in doc["queues"]]
-        assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
-        vhost_only = invoke(
-            registry["rabbitmq.export_definitions"], ctx, {"path": str(tmp_path / "v.json"), "vhost": "/"}
-        )
+        # an existing export is kept unless the step says overwrite
+        with pytest.raises(ActionError, match="refused, nothing written.*overwrite"):
+            invoke(spec, ctx, {"path": "defs.json"})
+        target.chmod(0o644)
+        invoke(spec, ctx, {"path": "defs.json", "overwrite": True})
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        assert list(target.parent.iterdir()) == [target]  # no temporary file left behind
+        vhost_only = invoke(spec, ctx, {"path": "by-vhost/root.json", "vhost": "/"})
         assert vhost_only.queues >= 1 and vhost_only.users == 0
-    with pytest.raises(ActionError, match="does not exist"):
-        invoke(registry["rabbitmq.export_definitions"], ctx, {"path": str(tmp_path / "no" / "d.json")})
+        assert vhost_only.path == str(home / "definitions" / "by-vhost" / "root.json")
+        default = invoke(spec, replace(ctx, run_id="run-7"), {})
+        assert default.path == str(home / "definitions" / "definitions-run-7.json")
+
+
+BAD_EXPORT_PATHS = ["../../etc/x", "../defs.json", "/tmp/x-runbook-defs.json", "~/defs.json", "a\x00b", ""]
+
+
+@pytest.mark.parametrize("path", BAD_EXPORT_PATHS)
+def test_export_definitions_refuses_paths_outside_its_folder(ctx, registry, tmp_path, monkeypatch, path):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RUNBOOK_HOME", str(home))
+    with pytest.raises(ActionError, match="refused, nothing written"):
+        invoke(registry["rabbitmq.export_definitions"], ctx, {"path": path})
+    assert not (home / "definitions").exists()
+    assert not Path("/tmp/x-runbook-defs.json").exists() and not (tmp_path / "defs.json").exists()
+
+
+def test_export_definitions_never_follows_a_symlink(ctx, registry, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RUNBOOK_HOME", str(home))
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    victim_dir = tmp_path / "victim-dir"
+    victim_dir.mkdir()
+    folder = home / "definitions"
+    folder.mkdir(parents=True)
+    (folder / "defs.json").symlink_to(victim)
+    (folder / "sub").symlink_to(victim_dir)
+    spec = registry["rabbitmq.export_definitions"]
+    for params in ({"path": "defs.json"}, {"path": "defs.json", "overwrite": True}, {"path": "sub/d.json"}):
+        with pytest.raises(ActionError, match="refused, nothing written"):
+            invoke(spec, ctx, params)
+    # the definitions folder itself planted as a symlink
+    (folder / "defs.json").unlink()
+    (folder / "sub").unlink()
+    folder.rmdir()
+    folder.symlink_to(victim_dir)
+    with pytest.raises(ActionError, match="symlink"):
+        invoke(spec, ctx, {"path": "d.json"})
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert list(victim_dir.iterdir()) == []
 
 
 def test_purge_queue(ctx, registry, unique):

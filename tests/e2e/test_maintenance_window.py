@@ -37,8 +37,6 @@ def test_window_prepares_hands_over_and_restores(
         during["unschedulable"] = (kube.get("nodes", "", "node-a") or {})["spec"].get("unschedulable")
         during["pdb"] = kube.get("poddisruptionbudgets", "orchestrator", f"e2e-pdb-{tag}") is not None
 
-    backups = tmp_path / "backups"
-    backups.mkdir(mode=0o700)  # the operator's backup folder exists; the action refuses to invent one
     try:
         with ReplicaWiring(kube, "orchestrator", "orchestrator", queue):
             script = dict.fromkeys(PREPARE, "approve")
@@ -51,7 +49,6 @@ def test_window_prepares_hands_over_and_restores(
                         "queue": queue,
                         "rabbit_namespace": "orchestrator",
                         "pdb_name": f"e2e-pdb-{tag}",
-                        "backup_dir": str(backups),
                         "backup_table": table,
                         "drain_timeout": 5,
                         "poll_interval": 0.5,
@@ -79,6 +76,10 @@ def test_window_prepares_hands_over_and_restores(
             assert path.is_file() and path.stat().st_size > 0
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, (step, oct(path.stat().st_mode))
         assert result.output("backup_table")["rows"] == 3
+        # the export lives under the data directory (RUNBOOK_HOME), named by the run
+        exported = Path(result.output("backup_definitions")["path"])
+        assert exported.parent == tmp_path / "home" / "definitions", exported
+        assert exported.name.startswith("definitions-"), exported
         # afterwards: annotation gone, replicas restored, node schedulable, flow verified
         dep = kube.get("deployments", "orchestrator", "orchestrator") or {}
         assert "maintenance" not in (dep["metadata"].get("annotations") or {})

@@ -12,12 +12,10 @@ movers) and ``rabbitmq_inspect`` (pure rules); only this module declares actions
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-import uuid
 from collections import Counter
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from runbook.actions.context import ActionContext, ActionError, GuardrailRefused
@@ -66,6 +64,7 @@ from runbook.actions.rabbitmq_models import (
 from runbook.actions.rabbitmq_moves import ClientMover, header_matcher, shovel_enabled, shovel_move
 from runbook.actions.rabbitmq_ops import canary_round_trip, matching_connections, purge
 from runbook.actions.registry import action
+from runbook.core import files
 
 QUEUE_COLUMNS = (
     "name,vhost,type,state,node,messages,messages_ready,messages_unacknowledged,consumers,"
@@ -348,32 +347,35 @@ def node_health(ctx: ActionContext, params: NodeHealthParams) -> NodeHealthResul
 
 # --- export_definitions -----------------------------------------------------------------------
 
+#: the folder of the data directory definitions exports are written to
+DEFINITIONS = "definitions"
+
 
 @action("rabbitmq.export_definitions", summary="Back up the broker's definitions to a file (mode 0600)")
 def export_definitions(ctx: ActionContext, params: ExportParams) -> ExportResult:
     """Writes ``GET /api/definitions`` (queues, exchanges, bindings, policies, users with password
-    hashes, vhosts, permissions) to ``path`` atomically and readable by its owner only, the backup the
-    seeds take before maintenance (``rabbitmqctl export_definitions``)."""
-    path = Path(params.path).expanduser()
-    if not path.parent.is_dir():
+    hashes, vhosts, permissions) to ``<data dir>/definitions/<path>`` atomically and readable by its
+    owner only, the backup the seeds take before maintenance (``rabbitmqctl export_definitions``).
+    ``path`` is a name inside that folder: absolute paths, ``..`` and symlinks are refused before
+    the broker is asked anything, and nothing is written."""
+    name = params.path if params.path is not None else f"definitions-{ctx.run_id or 'export'}.json"
+    try:
+        parts = files.relative_parts(name)
+    except files.UnsafePath as exc:
         raise ActionError(
-            f"export_definitions: directory {str(path.parent)!r} does not exist", backend=BACKEND
-        )
+            f"export_definitions: path refused, nothing written: {exc}", backend=BACKEND
+        ) from None
     api = "/api/definitions" if params.vhost is None else f"/api/definitions/{q(params.vhost)}"
     doc = _mgmt(ctx).get(api, timeout=ctx.remaining(), not_found=f"vhost {params.vhost!r} not found") or {}
     data = json.dumps(doc, indent=2, sort_keys=True).encode()
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask says
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        path = files.write_private(
+            files.data_dir(), PurePosixPath(DEFINITIONS, *parts), data, overwrite=params.overwrite
+        )
+    except (files.UnsafePath, FileExistsError) as exc:
+        raise ActionError(
+            f"export_definitions: path {name!r} refused, nothing written: {exc}", backend=BACKEND
+        ) from None
     counts = {
         k: len(doc.get(k) or []) for k in ("queues", "exchanges", "bindings", "policies", "users", "vhosts")
     }

@@ -130,7 +130,12 @@ class NodeHealthResult(ActionResult):
 
 
 class ExportParams(_Params):
-    path: str = Field(description="file to write (created or replaced, mode 0600: it holds password hashes)")
+    path: str | None = Field(
+        None,
+        description="file NAME under <data dir>/definitions/ (relative, no '..', no symlinks; mode 0600: it"
+        " holds password hashes); default definitions-<run id>.json",
+    )
+    overwrite: bool = Field(False, description="replace an existing export of the same name")
     vhost: str | None = Field(None, description="only this vhost's definitions; null for the whole broker")
 
 

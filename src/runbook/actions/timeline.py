@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runbook.actions.context import ActionContext, ActionError
 from runbook.actions.registry import ActionResult, action
-from runbook.config import data_dir
+from runbook.core import files
 from runbook.timeline.events import Kind
+
+#: the folder of the data directory postmortem drafts are written to
+POSTMORTEMS = "postmortems"
 
 
 class NoteParams(BaseModel):
@@ -41,8 +44,16 @@ def note(ctx: ActionContext, params: NoteParams) -> NoteResult:
 
 class PostmortemParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    output: str | None = Field(None, description="file to write; default ~/.runbook/postmortems/<run>.md")
-    template: str | None = Field(None, description="template path; default templates/postmortem.md.j2")
+    output: str | None = Field(
+        None,
+        description="file NAME under <data dir>/postmortems/ (relative, no '..'); default <run id>.md",
+    )
+    template: str | None = Field(
+        None,
+        description="template NAME in RUNBOOK_TEMPLATES or the packaged templates (not a path);"
+        " default postmortem.md.j2",
+    )
+    overwrite: bool = Field(True, description="replace an earlier draft of the same name (a re-render)")
 
 
 class PostmortemResult(ActionResult):
@@ -54,13 +65,32 @@ class PostmortemResult(ActionResult):
 def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult:
     """Writes a Markdown draft (summary, impact window, timeline, verdict, mitigations, follow-ups)
     from everything the run recorded so far. Usually a ``finally`` step."""
-    from runbook.timeline.postmortem import render_postmortem
+    from runbook.core.sandbox import ExpressionError
+    from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 
+    name = params.output if params.output is not None else f"{ctx.run_id}.md"
+    try:
+        parts = files.relative_parts(name)
+    except files.UnsafePath as exc:
+        raise ActionError(f"timeline.postmortem: output refused, nothing written: {exc}") from None
     recorder = _recorder(ctx)
-    text = render_postmortem(recorder.store, ctx.run_id, params.template)
-    path = Path(params.output) if params.output else data_dir() / "postmortems" / f"{ctx.run_id}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        text = render_postmortem(
+            recorder.store, ctx.run_id, params.template, folder=ctx.settings.templates_dir
+        )
+    except TemplateRefused as exc:
+        raise ActionError(f"timeline.postmortem: {exc}; nothing written") from None
+    except ExpressionError as exc:
+        raise ActionError(f"timeline.postmortem: the template failed: {exc}; nothing written") from None
+    try:
+        path = files.write_private(
+            files.data_dir(),
+            PurePosixPath(POSTMORTEMS, *parts),
+            text.encode("utf-8"),
+            overwrite=params.overwrite,
+        )
+    except (files.UnsafePath, FileExistsError) as exc:
+        raise ActionError(f"timeline.postmortem: output {name!r} refused, nothing written: {exc}") from None
     return PostmortemResult(
         path=str(path), lines=text.count("\n"), summary=f"postmortem draft written to {path}"
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from runbook.core import files
 from runbook.gateway import metrics
 from runbook.gateway.intake_store import Claim, IntakeStore
 from runbook.redact import redact
@@ -63,15 +64,9 @@ class Spool:
         self.folder = folder
 
     def put(self, record: dict[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
-        tmp = self.folder / f".{name}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.folder / name)
+        # folder 0700, file 0600, fsynced, renamed into place, no symlink followed (core.files)
+        files.write_private(self.folder, name, json.dumps(record, default=str).encode("utf-8"))
 
     def drain(self, intake: IntakeStore) -> int:
         if not self.folder.is_dir():

@@ -8,7 +8,9 @@ flow runs, workers on other hosts), so writes are short transactions and SQLite 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +36,23 @@ def schema(*statements: str) -> None:
     SCHEMA.extend(statements)
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite store's folder (0700 when new) and file 0600, never through a symlink: the
+    store holds incidents, parameters and decisions. SQLite gives its -wal/-shm files the mode of
+    the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StoreError(f"runbook store {str(path)!r} cannot be opened safely: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class Database:
     """Thread-safe access to the store. Use :meth:`from_url`."""
 
@@ -48,7 +67,7 @@ class Database:
                 raise StoreError(f"unsupported RUNBOOK_DATABASE_URL scheme: {redact(url)}")
             self.path = url.removeprefix("sqlite:///") or ":memory:"
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(self.path))
 
     @classmethod
     def from_url(cls, url: str) -> Database:

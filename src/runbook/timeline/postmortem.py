@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound
+from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound
 
 from runbook.core import files
-from runbook.core.sandbox import MAX_POSTMORTEM_CHARS, BoundedSandbox
+from runbook.core.sandbox import MAX_POSTMORTEM_CHARS, BoundedSandbox, ExpressionError
 from runbook.redact import redact
 from runbook.timeline.events import Event, Kind
 from runbook.timeline.store import TimelineStore
@@ -90,15 +90,18 @@ def _read_from_folder(folder: Path, name: str) -> tuple[str, str] | None:
     target = root.joinpath(*parts)
     if not os.path.lexists(target):
         return None
-    real = target.resolve()
-    if not _inside(real, root):
-        raise TemplateRefused(f"template {name!r} resolves outside the templates folder {str(root)!r}")
+    try:
+        real = target.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a dangling link
+        raise TemplateRefused(f"template {name!r} cannot be resolved: {exc}") from None
     data = files.data_dir().expanduser().resolve()
     if _inside(real, data):
         raise TemplateRefused(
             f"template {name!r} resolves inside the runbook data directory {str(data)!r}: "
             "files a run wrote are never rendered as templates"
         )
+    if not _inside(real, root):
+        raise TemplateRefused(f"template {name!r} resolves outside the templates folder {str(root)!r}")
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
@@ -320,4 +323,8 @@ def render_postmortem(
         where = f"{str(folder)!r} or " if folder is not None else ""
         raise TemplateRefused(f"no template {name!r} in {where}the packaged templates") from None
     followups = load_followups(folder)
-    return redact(env.render_bounded(tmpl, postmortem_facts(run, events, followups)))
+    try:
+        text = env.render_bounded(tmpl, postmortem_facts(run, events, followups))
+    except TemplateError as exc:  # a refused attribute, an undefined name, a missing include
+        raise ExpressionError(f"template {name!r}: {exc}") from None
+    return redact(text)
