@@ -10,6 +10,7 @@ access to the incident.
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -270,3 +271,55 @@ def oncall(ctx: ActionContext, params: OnCallParams) -> OnCallResult:
         emails=[u.email for u in users if u.email],
         summary=f"on call for {params.escalation_policy_id}: {names}",
     )
+
+
+# == PagerDuty on-call as approvers ================================================================
+ONCALL_CACHE_SECONDS = 60.0
+
+
+def oncall_role_source(settings: Settings, *, cache_seconds: float = ONCALL_CACHE_SECONDS) -> Any:
+    """A role source for ``approvers`` members ``pagerduty:<id>``: who is on call *now*.
+
+    ``<id>`` is an escalation policy id (``pagerduty:PESCAL1``) or, with a prefix, a schedule
+    (``pagerduty:schedule/PSCHED1``) or a policy (``pagerduty:escalation_policy/PESCAL1``). The
+    people on call are returned as ``email:`` identities, which the approvers file maps to persons
+    (an on-call user who is not a listed person approves nothing). Answers are cached for a minute
+    so a burst of clicks costs one API call; an unreachable PagerDuty gives nobody (and a warning),
+    never everybody."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    cache: dict[str, tuple[float, list[str]]] = {}
+
+    def source(value: str) -> list[str]:
+        kind, sep, ident = value.partition("/")
+        if not sep:
+            kind, ident = "escalation_policy", value
+        if kind not in ("schedule", "escalation_policy") or not re.match(ID, ident):
+            raise ValueError(f"pagerduty:{value}: expected an id, schedule/<id> or escalation_policy/<id>")
+        now = time.monotonic()
+        with lock:
+            hit = cache.get(value)
+            if hit and now - hit[0] < cache_seconds:
+                return hit[1]
+        session = pagerduty_session(settings)
+        session.timeout = 5.0
+        try:
+            rows = list(
+                session.iter_all("oncalls", params={f"{kind}_ids[]": [ident], "include[]": ["users"]})
+            )
+        except pdpyras.PDClientError as exc:
+            raise ActionError(f"PagerDuty on-call for {value}: {redact(str(exc))}", backend=BACKEND) from None
+        emails = sorted(
+            {
+                f"email:{(r.get('user') or {}).get('email')}"
+                for r in rows
+                if (r.get("user") or {}).get("email")
+            }
+        )
+        with lock:
+            cache[value] = (now, emails)
+        return emails
+
+    return source

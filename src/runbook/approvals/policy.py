@@ -141,6 +141,7 @@ class ApproverPolicy:
     roles: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
     error: str | None = None  # set when the file is unusable: every vote is refused with it
+    sources: dict[str, RoleSource] = field(default_factory=dict)  # this process's role sources
     _index: dict[tuple[IdentityKind, str], str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -208,10 +209,11 @@ class ApproverPolicy:
         if member in self.people:
             return {member}
         prefix, sep, value = member.partition(":")
-        if sep and prefix in ROLE_SOURCES:
+        sources = {**ROLE_SOURCES, **self.sources}
+        if sep and prefix in sources:
             out: set[str] = set()
             try:
-                expanded = ROLE_SOURCES[prefix](value)
+                expanded = sources[prefix](value)
             except Exception as exc:  # noqa: BLE001 - an unreachable source only removes its members
                 log.warning("role source %s:%s failed: %s", prefix, value, exc)
                 return set()
@@ -276,15 +278,16 @@ class ApproverPolicy:
 class PolicyFile:
     """The policy behind ``RUNBOOK_APPROVERS``, re-read when the file's mtime changes."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, sources: dict[str, RoleSource] | None = None) -> None:
         self.path = path
+        self.sources = dict(sources or {})
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._policy = ApproverPolicy()
 
     def get(self) -> ApproverPolicy:
         if self.path is None:
-            return ApproverPolicy()
+            return ApproverPolicy(sources=self.sources)
         try:
             mtime = self.path.stat().st_mtime
         except OSError as exc:
@@ -294,6 +297,7 @@ class PolicyFile:
             if mtime != self._mtime:
                 try:
                     self._policy = ApproverPolicy.parse(self.path.read_text(encoding="utf-8"), str(self.path))
+                    self._policy.sources = self.sources
                 except (PolicyError, OSError, UnicodeDecodeError) as exc:
                     log.error("approvers file refused: %s", exc)
                     self._policy = ApproverPolicy(error=str(exc), source=str(self.path))

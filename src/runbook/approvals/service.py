@@ -42,6 +42,15 @@ def short(digest: str) -> str:
     return digest[:12]
 
 
+def role_sources(settings: Settings) -> dict[str, Any]:
+    """``pagerduty:<id>`` approvers: who is on call now, when a PagerDuty token is configured."""
+    if not settings.pagerduty_api_token:
+        return {}
+    from runbook.actions.pagerduty import oncall_role_source
+
+    return {"pagerduty": oncall_role_source(settings)}
+
+
 class Approvals:
     """Approval decisions over one runbook store (any process: flow run, gateway, CLI)."""
 
@@ -49,7 +58,7 @@ class Approvals:
         self.settings = settings
         self.timeline = timeline
         self.store = ApprovalStore(timeline.db)
-        self.policy = PolicyFile(settings.approvers_file)
+        self.policy = PolicyFile(settings.approvers_file, sources=role_sources(settings))
         self._sinks_for = sinks_for
 
     # -- timeline ------------------------------------------------------------------------------
