@@ -456,6 +456,7 @@ def run_demo() -> tuple[int, DemoResult]:
             kube.seed_demo()
             kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig", namespace="orchestrator")
             _say(t0, f"Kubernetes: loopback API {kube.url} (deployment orchestrator/orchestrator, 3 pods)")
+            _say(t0, f"Kubernetes: watch it with `kubectl --kubeconfig {kubeconfig} get deployments,pods -A`")
             playbooks = tmp / "playbooks"
             demo_playbook(playbooks, fault)
             env = _environment(tmp, kubeconfig, playbooks)

@@ -1,9 +1,10 @@
 """The HTTP side of the bench: TLS, authentication, fault injection, the request log, discovery,
 watches, and ``exec`` over the websocket channel protocol (v4: stdout, stderr, the status channel).
 
-kubectl 1.32 execs over websockets first (``v5.channel.k8s.io`` offered alongside v4); the bench
-answers ``v4.channel.k8s.io``, which client-go accepts, so ``kubectl exec`` works without SPDY. SPDY
-(the pre-1.30 fallback) is not served.
+kubectl 1.32 execs over websockets first, offering only ``v5.channel.k8s.io``; the official Python
+client offers ``v4.channel.k8s.io``. The bench answers whichever was offered (server-to-client framing is
+the same), so ``kubectl exec`` works without SPDY. SPDY (kubectl's fallback for old servers) is not
+served.
 """
 
 from __future__ import annotations
@@ -151,7 +152,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
         self.send_header("Sec-WebSocket-Accept", accept)
-        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        # v5 (kubectl >= 1.30 offers only it) frames output exactly like v4; it adds a client-side close
+        # channel the bench never needs, since it reads no stdin
+        protocol = "v5.channel.k8s.io" if "v5.channel.k8s.io" in offered else "v4.channel.k8s.io"
+        self.send_header("Sec-WebSocket-Protocol", protocol)
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
