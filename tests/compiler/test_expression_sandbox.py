@@ -155,6 +155,9 @@ HUGE = [
     "{{ ('y' * 10000).join(['x'] * 1000) }}",
     "{{ (['x'] * 1000) | join('y' * 10000) }}",
     "{{ (1).to_bytes(10**9, 'big') }}",
+    "{{ ('x' | safe).center(10**8) }}",
+    "{{ (('x' * 1000) | safe).replace('', 'y' * 1000) }}",
+    "{{ (('y' * 10000) | safe).join(['a'] * 1000) }}",
     "{{ range(5) | batch(10**9, 0) | list }}",
     "{{ ('x' * 600000) ~ ('y' * 600000) }}",
     "{{ ['x' * 999999] * 2 }}",
@@ -192,6 +195,10 @@ def test_values_just_under_the_limit_still_render() -> None:
 def test_postmortems_use_the_same_sandbox_class() -> None:
     env = postmortem_environment(None)
     assert type(env) is BoundedSandbox
+    for text in ("{{ range(1000) | list | tojson(indent=10**6) }}", "{{ lipsum(10**6) }}"):
+        with pytest.raises(OutputTooLarge):
+            env.render_bounded(env.from_string(text), {})
+    assert env.render_bounded(env.from_string("{{ [1] | tojson(indent=2) }}"), {}) == "[\n  1\n]"
     tmpl = env.from_string("{{ data.update({'x': 1}) }}")
     data: dict = {}
     with pytest.raises(Exception, match="read-only"):

@@ -353,6 +353,14 @@ def _filter_precheck(
         estimate = text + (text // width + 1) * len(str(wrap))
         if estimate > limit:
             raise _too_large(f"wordwrap result of about {estimate:,} characters", limit)
+    elif name == "tojson":
+        indent = _arg(rest, kwargs, 0, "indent", None)
+        step = len(str(indent or ""))
+        if isinstance(indent, int):
+            step = _int_size(indent, limit, "tojson indent")
+        estimate = measure(value, limit) * (1 + step)
+        if estimate > limit:
+            raise _too_large(f"tojson result of about {estimate:,} characters", limit)
     elif name == "replace" and isinstance(value, str):
         _check_string_method(value, "replace", tuple(rest), dict(kwargs), limit)
     elif name == "join":
@@ -489,8 +497,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         _step(CALL_WEIGHT)
         owner = getattr(__obj, "__self__", None)
-        if isinstance(__obj, types.BuiltinMethodType) and isinstance(owner, str | bytes | bytearray):
-            args, kwargs = _check_string_method(owner, __obj.__name__, args, kwargs, __self.output_limit)
+        name = getattr(__obj, "__name__", None)
+        if isinstance(owner, str | bytes | bytearray) and isinstance(name, str):  # str, Markup, bytes
+            args, kwargs = _check_string_method(owner, name, args, kwargs, __self.output_limit)
         elif isinstance(__obj, types.BuiltinMethodType) and isinstance(owner, int):
             if __obj.__name__ == "to_bytes":
                 _int_size(_arg(args, kwargs, 0, "length", 1), __self.output_limit, "to_bytes() length")
