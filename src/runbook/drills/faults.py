@@ -10,6 +10,7 @@ out of connections) and wire the Kubernetes stand-in so the right mitigation rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -190,8 +191,19 @@ class StuckExecutions(Fault):
     def _db(self) -> str:
         return self.settings.database_inspect_url or "postgresql://root@127.0.0.1:5432/test"
 
+    ROLE = "runbook_drill"  # the run connects as a least-privilege role, as production must
+
+    def _run_db(self) -> str:
+        """The drill database as :attr:`ROLE` (the playbook's SQL refuses to run as a superuser)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self._db())
+        host = parts.hostname or "127.0.0.1"
+        netloc = f"{self.ROLE}@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
     def env(self) -> dict[str, str]:
-        return {"DATABASE_URL": self._db()}
+        return {"DATABASE_URL": self._run_db()}
 
     def params(self) -> dict[str, Any]:
         return {
@@ -231,6 +243,12 @@ class StuckExecutions(Fault):
                 " now() - interval '1 hour', NULL), (120, 'completed', now() - interval '1 hour',"
                 " now() - interval '50 minutes', '{}')"
             )
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.ROLE,)).fetchone():
+                with contextlib.suppress(psycopg.errors.DuplicateObject):
+                    conn.execute(f"CREATE ROLE {self.ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+            conn.execute(f"GRANT pg_monitor TO {self.ROLE}")
+            conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {self.ROLE}")
+            conn.execute(f"GRANT SELECT, UPDATE ON {self.table} TO {self.ROLE}")
         self._declare(self.queue)
         kube.add_workload(Workload("orchestrator", "orchestrator", 2, CONSUMERS))
         # workers wait for a free execution slot: they hold their messages until the stuck rows clear

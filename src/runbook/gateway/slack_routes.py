@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals, VoteResult
 from runbook.approvals.slack_blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
+from runbook.approvals.slack_text import escape
 from runbook.gateway.bodies import BodyTooLarge, read_limited
 
 log = logging.getLogger("runbook.gateway.slack")
@@ -166,7 +167,7 @@ def _tell(approvals: Approvals, where: dict[str, Any], result: VoteResult) -> No
         from runbook.approvals.slack_sink import make_client
 
         make_client(approvals.settings).chat_postEphemeral(
-            channel=where["channel"], user=where["user"], text=result.message
+            channel=where["channel"], user=where["user"], text=escape(result.message)
         )
     except Exception as exc:  # noqa: BLE001 - the timeline already holds the refusal
         log.warning("ephemeral reply failed: %s", exc)
