@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test setup venv services prefect-server lint bench-small clean-state
 
 demo: setup
-	$(PY) -m runbook.demo
+	$(PY) -m runbook_devtools.demo
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks flows
@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test]' -e ./devtools
 	@touch $@
 
 services:

@@ -116,7 +116,7 @@ class Bench:
 
         from runbook.approvals.wiring import approvals_for
         from runbook.compiler.flow import build_flow
-        from runbook.compiler.runtime import build_runtime
+        from runbook.runtime import build_runtime
         from runbook.gateway.slack_routes import get_approvals, router
         from runbook.spec.lint import lint_text
 
@@ -142,7 +142,7 @@ class Bench:
 
         for attempt in range(8):
             try:
-                from runbook.timeline.launches import Launch, launched_here
+                from runbook.store.launches import Launch, launched_here
 
                 with launched_here(Launch("bench", "unix:bench")):
                     self.flow(return_state=True)

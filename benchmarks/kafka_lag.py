@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
     from runbook.actions import ActionContext, Connections, default_registry, invoke
-    from runbook.config import Settings
+    from runbook.core.settings import Settings
     from tests.support.kafka_mock import MockKafkaCluster, produce_messages
 
     topic, group = "plans", "orchestrator-group"

@@ -50,12 +50,12 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
     from runbook.approvals.service import Approvals
     from runbook.cli import _quiet_prefect
     from runbook.compiler.flow import build_flow
-    from runbook.compiler.runtime import build_runtime, cached_registry
-    from runbook.config import Settings
-    from runbook.drills import DrillApprover, _approvers_file
-    from runbook.drills.kube_standin import KubeWorld, Workload
+    from runbook.runtime import build_runtime, cached_registry
+    from runbook.core.settings import Settings
+    from runbook_devtools.drills import DrillApprover, _approvers_file
+    from runbook_devtools.drills.kube_standin import KubeWorld, Workload
     from runbook.spec.lint import find_playbook
-    from runbook.timeline.launches import Launch, launched_here
+    from runbook.store.launches import Launch, launched_here
     from runbook.timeline.reaper import reap_lost_runs
 
     _quiet_prefect()

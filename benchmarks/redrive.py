@@ -27,7 +27,7 @@ import httpx
 import pika
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 BODY = b"x" * 256
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [2_000] if args.small else [10_000, 100_000]
     settings = Settings.from_env()
-    reg = ActionRegistry.from_modules(["runbook.actions.rabbitmq"])
+    reg = ActionRegistry.from_modules(["runbook.actions.rabbitmq.actions"])
     connections = Connections(settings)
     ctx = ActionContext(connections)
     conn = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq_url))

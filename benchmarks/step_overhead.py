@@ -44,10 +44,10 @@ def main() -> None:
     path.write_text(playbook_text(n))
 
     from runbook.actions import ActionContext, Connections, default_registry
-    from runbook.actions.core import AssertParams, assert_
-    from runbook.compiler.expressions import render_value
+    from runbook.actions.core.actions import AssertParams, assert_
+    from runbook.core.expressions import render_value
     from runbook.compiler.flow import build_flow
-    from runbook.config import Settings
+    from runbook.core.settings import Settings
     from runbook.spec.lint import load_playbook
 
     registry = default_registry()
@@ -87,7 +87,7 @@ def main() -> None:
         [sys.executable, "-m", "runbook.cli", "run", str(one)], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
 
     store = build_runtime().store
     run = store.runs(limit=1)[0]

@@ -121,8 +121,8 @@ def throughput(env: dict[str, str], tmp: Path, seconds: float) -> dict:
 
 
 def first_step_latency(env: dict[str, str], tmp: Path, incidents: int, fast_lane: bool, api: str) -> dict:
-    from runbook.timeline.database import Database
-    from runbook.timeline.store import TimelineStore
+    from runbook.store.database import Database
+    from runbook.store.timeline import TimelineStore
 
     env = {**env, "RUNBOOK_DATABASE_URL": f"sqlite:///{tmp / f'latency-{fast_lane}.db'}"}
     serve_env = {**env, "RUNBOOK_FAST_LANE": "1" if fast_lane else "0"}

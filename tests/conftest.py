@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from runbook.actions import ActionRegistry, default_registry
-from runbook.config import Settings
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.core.settings import Settings
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

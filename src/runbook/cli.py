@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 
 def _quiet_prefect() -> None:
@@ -39,7 +39,7 @@ def require_prefect_server() -> str | None:
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    from runbook.compiler.runtime import cached_registry
+    from runbook.runtime import cached_registry
 
     return cached_registry()
 
@@ -83,8 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     from runbook.approvals.cli import operating_system_user
     from runbook.compiler.flow import build_flow
-    from runbook.compiler.runtime import build_runtime
-    from runbook.timeline.launches import Launch, launched_here
+    from runbook.runtime import build_runtime
+    from runbook.store.launches import Launch, launched_here
 
     user = operating_system_user()
     if args.as_user and args.as_user != user:
@@ -133,7 +133,7 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
 
     store = build_runtime().store
     run = store.get_run(args.run_id)
@@ -153,7 +153,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 def cmd_postmortem(args: argparse.Namespace) -> int:
     import stat
 
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
     from runbook.core.sandbox import ExpressionError
     from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 
@@ -248,20 +248,27 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("drill", help="inject a fault into local services and run a playbook against it")
-    p.add_argument("playbook")
-    p.add_argument("--fault", required=True)
-    p.add_argument("-p", "--param", action="append", default=[], metavar="K=V")
-    p.add_argument("--approve", action="store_true", help="a drill approver approves every gated step")
-    p.set_defaults(func=lambda a: _delegate("runbook.drills", "drill_command", a))
+    _plugin_commands(sub)
     return parser
+
+
+def _plugin_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Sub-commands other installed packages add through the ``runbook.commands`` entry point group
+    (the dev harness adds ``runbook drill``); a plugin that fails to load is skipped with a warning."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="runbook.commands"):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the product's CLI
+            print(f"warning: runbook plugin {ep.name!r} not loaded: {exc}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from runbook.compiler.params import ParamError
     from runbook.spec.lint import PlaybookError
-    from runbook.timeline.database import StoreError
+    from runbook.store.database import StoreError
 
     try:
         return int(args.func(args) or 0)

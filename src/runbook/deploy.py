@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.spec.models import Playbook
 
 log = logging.getLogger("runbook.deploy")
@@ -39,7 +39,7 @@ ENTRYPOINTS = Path(__file__).resolve().parents[2] / "flows" / "playbooks.py"
 
 def load_playbooks(folder: Path, registry: Any = None) -> list[Playbook]:
     """Every playbook of ``folder``; raises :class:`PlaybookError` listing all problems of a bad one."""
-    from runbook.compiler.runtime import cached_registry
+    from runbook.runtime import cached_registry
     from runbook.spec.lint import load_playbook, playbook_files
 
     files, problems = playbook_files([folder])
@@ -219,7 +219,7 @@ def serve_command(args: argparse.Namespace) -> int:
         from runbook.compiler.flow import build_flow
 
         FastLane({pb.name: build_flow(pb) for pb in playbooks}, limit=limit).start()
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
     from runbook.timeline.reaper import Reaper
 
     Reaper(build_runtime(settings).store, prefect=True).start()  # runs whose worker died -> crashed

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from runbook.actions import ActionContext, Connections
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from tests.support.postgres import ADMIN_URL
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from runbook.actions import ActionContext, ActionError, ActionRegistry, Connections, invoke
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 
 @pytest.fixture
 def reg() -> ActionRegistry:
-    return ActionRegistry.from_modules(["runbook.actions.core", "tests.support.engine_actions"])
+    return ActionRegistry.from_modules(["runbook.actions.core.actions", "tests.support.engine_actions"])
 
 
 @pytest.fixture

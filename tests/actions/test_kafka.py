@@ -28,9 +28,9 @@ from runbook.actions import (
     describe,
     invoke,
 )
-from runbook.actions.kafka_client import KafkaClients, RoundTrips
-from runbook.actions.kafka_reset import check_membership, target_offset
-from runbook.config import Settings
+from runbook.actions.kafka.client import KafkaClients, RoundTrips
+from runbook.actions.kafka.reset import check_membership, target_offset
+from runbook.core.settings import Settings
 
 try:
     from tests.support.kafka_mock import MockKafkaCluster, consume_and_commit, produce_messages

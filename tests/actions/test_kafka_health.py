@@ -20,9 +20,9 @@ import pytest
 from confluent_kafka.admin import BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
-from runbook.actions.kafka_client import CONNECTION_KEY, KafkaClients
-from runbook.actions.kafka_health import assess
-from runbook.config import Settings
+from runbook.actions.kafka.client import CONNECTION_KEY, KafkaClients
+from runbook.actions.kafka.health import assess
+from runbook.core.settings import Settings
 
 try:
     from tests.support.kafka_mock import MockKafkaCluster, produce_messages

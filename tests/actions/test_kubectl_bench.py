@@ -1,4 +1,4 @@
-"""The real ``kubectl`` against the loopback API server (runbook.drills.kube), for every operation the
+"""The real ``kubectl`` against the loopback API server (runbook_devtools.kube), for every operation the
 Kubernetes actions perform, and kubectl's view compared with what the actions report.
 
 Why: the bench had only ever been driven by the official Python client, so it served exactly the paths
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
-from runbook.config import Settings
-from runbook.drills.kube import KubeAPIServer
+from runbook.core.settings import Settings
+from runbook_devtools.kube import KubeAPIServer
 
 NS = "orchestrator"
 DEP = {"namespace": NS, "deployment": "orchestrator"}

@@ -25,7 +25,7 @@ from runbook.actions import (
     Connections,
     invoke,
 )
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 try:
     from tests.support.kube_api import KubeAPIServer

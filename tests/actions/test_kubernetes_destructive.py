@@ -22,8 +22,8 @@ from runbook.actions import (
     describe,
     invoke,
 )
-from runbook.actions.postgres import connection_limits
-from runbook.config import Settings
+from runbook.actions.postgres.actions import connection_limits
+from runbook.core.settings import Settings
 
 try:
     from tests.support.kube_api import KubeAPIServer
@@ -109,7 +109,7 @@ def test_scale_refused_above_db_connection_budget(
     registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer, postgres_available: None
 ) -> None:
     """The seed's rule: max consumers = floor((max_connections - headroom) / pool_size), with
-    max_connections read from the real PostgreSQL through runbook.actions.postgres.connection_limits."""
+    max_connections read from the real PostgreSQL through runbook.actions.postgres.actions.connection_limits."""
     limits = connection_limits(ctx)
     headroom = 10
     pool = max(1, (limits.max_connections - headroom) // 5)
@@ -431,7 +431,7 @@ def test_exec_refuses_what_the_allow_list_does_not_name_and_sends_nothing(
 
 
 def test_exec_allow_patterns(registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer) -> None:
-    from runbook.actions.kubernetes_models import allowed_by
+    from runbook.actions.kubernetes.models import allowed_by
 
     assert allowed_by(["rabbitmqctl", "list_queues"], RABBIT_ALLOW) == "rabbitmqctl list_queues ..."
     assert allowed_by(["rabbitmqctl", "list_queues", "name", "messages"], RABBIT_ALLOW)

@@ -12,7 +12,7 @@ import pytest
 import responses
 
 from runbook.actions import ActionContext, ActionError, BackendUnavailable, Connections, describe, invoke
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 API = "https://api.pagerduty.com"
 INCIDENT = {
@@ -62,7 +62,7 @@ def test_get_incident_reads_fields(ctx: ActionContext, registry) -> None:
 
 
 def test_add_note_posts_redacted_content(ctx: ActionContext, registry) -> None:
-    from runbook import redact
+    from runbook.core import redact
 
     redact.register(["hunter2-secret-value"])
     with responses.RequestsMock() as rs:

@@ -25,8 +25,8 @@ from runbook.actions import (
     Connections,
     invoke,
 )
-from runbook.actions.postgres import ConnectionLimits, connection_limits
-from runbook.config import Settings
+from runbook.actions.postgres.actions import ConnectionLimits, connection_limits
+from runbook.core.settings import Settings
 from tests.support.pg_roles import reader_url
 from tests.support.postgres import ADMIN_URL
 

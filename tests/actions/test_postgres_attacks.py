@@ -27,12 +27,12 @@ from runbook.actions import (
     describe,
     invoke,
 )
-from runbook.actions.postgres_execute import check_outcome
+from runbook.actions.postgres.execute import check_outcome
 from runbook.compiler.engine import Engine, RunOptions
 from runbook.compiler.params import ParamError, coerce_params
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.spec.lint import lint_text
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 from tests.support.pg_roles import reader_url, writer_url
 from tests.support.postgres import ADMIN_URL
 

@@ -29,7 +29,7 @@ from runbook.actions import (
     describe,
     invoke,
 )
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from tests.support.pg_roles import writer_url
 from tests.support.postgres import ADMIN_URL
 

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.usefixtures("rabbitmq_available")
 @pytest.fixture
 def registry() -> ActionRegistry:
     """Only the RabbitMQ actions: these tests need not import every other backend."""
-    return ActionRegistry.from_modules(["runbook.actions.rabbitmq"])
+    return ActionRegistry.from_modules(["runbook.actions.rabbitmq.actions"])
 
 
 def test_queue_stats(ctx, registry, unique):

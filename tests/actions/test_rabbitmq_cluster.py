@@ -13,7 +13,7 @@ from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
 @pytest.fixture
 def registry() -> ActionRegistry:
     """Only the RabbitMQ actions: these tests need not import every other backend."""
-    return ActionRegistry.from_modules(["runbook.actions.rabbitmq"])
+    return ActionRegistry.from_modules(["runbook.actions.rabbitmq.actions"])
 
 
 def test_node_health_reports_a_stopped_cluster_node(rabbitmq_available, settings, registry):

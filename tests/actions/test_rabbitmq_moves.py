@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("rabbitmq_available")
 @pytest.fixture
 def registry() -> ActionRegistry:
     """Only the RabbitMQ actions: these tests need not import every other backend."""
-    return ActionRegistry.from_modules(["runbook.actions.rabbitmq"])
+    return ActionRegistry.from_modules(["runbook.actions.rabbitmq.actions"])
 
 
 CHILD = Path(__file__).resolve().parents[1] / "support" / "rabbit_move_child.py"

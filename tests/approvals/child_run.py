@@ -8,11 +8,11 @@ import sys
 
 from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions
-from runbook.compiler.runtime import Runtime
-from runbook.config import Settings
+from runbook.runtime import Runtime
+from runbook.core.settings import Settings
 from runbook.spec.lint import load_playbook
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import MODULES
 
 

@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 
 from runbook.actions import ActionRegistry
 from runbook.approvals.service import Approvals
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.gateway.slack_routes import get_approvals, router
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 from tests.approvals.helpers import BackgroundRun
 from tests.support.approvers import approvers_yaml, current_login
 from tests.support.slack_api import SlackAPI
@@ -42,7 +42,7 @@ APPROVERS = approvers_yaml(
     },
     os_user=("carol", current_login()),
 )
-MODULES = ["runbook.actions.core", "runbook.actions.timeline", "tests.approvals.gated_actions"]
+MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "tests.approvals.gated_actions"]
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Any
 from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome
 from runbook.compiler.params import coerce_params
-from runbook.compiler.runtime import Runtime
+from runbook.runtime import Runtime
 from runbook.spec.lint import lint_text
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 
 HEAD = "name: gated\ntitle: Gated test\nowner: me\n"
 

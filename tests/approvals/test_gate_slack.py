@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from runbook.approvals.service import Approvals
-from runbook.approvals.slack_blocks import ApprovalAction
+from runbook.slack.blocks import ApprovalAction
 from tests.approvals.conftest import SlackDesk, wait_until
 from tests.approvals.helpers import HEAD, kinds
 from tests.support.slack_api import SlackAPI

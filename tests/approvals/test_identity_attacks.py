@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from runbook.approvals.slack_blocks import ApprovalAction
+from runbook.slack.blocks import ApprovalAction
 from runbook.cli import main
-from runbook.config import Settings
-from runbook.timeline.database import Database
-from runbook.timeline.launches import Launch, redeem
-from runbook.timeline.store import TimelineStore
+from runbook.core.settings import Settings
+from runbook.store.database import Database
+from runbook.store.launches import Launch, redeem
+from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.test_gate_slack import button_value, gated
 from tests.support.approvers import current_login
@@ -168,7 +168,7 @@ def test_run_cli_refuses_to_run_as_someone_else(capsys: pytest.CaptureFixture[st
 
 def test_requester_cannot_be_a_flow_parameter(slack_env: Settings) -> None:
     from runbook.compiler.flow import build_flow
-    from runbook.compiler.runtime import cached_registry
+    from runbook.runtime import cached_registry
     from runbook.spec.lint import find_playbook
 
     pb = find_playbook("stuck-queue", Path("playbooks"), cached_registry())
@@ -179,7 +179,7 @@ def test_requester_cannot_be_a_flow_parameter(slack_env: Settings) -> None:
 
 
 def test_launch_tokens_are_redeemed_once(slack_env: Settings) -> None:
-    from runbook.timeline.launches import issue, resolve
+    from runbook.store.launches import issue, resolve
 
     db = Database.from_url(slack_env.database_url)
     with db.transaction() as cur:

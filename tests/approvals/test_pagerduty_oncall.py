@@ -10,12 +10,12 @@ from pathlib import Path
 import requests
 import responses
 
-from runbook.approvals.gate import GateRequest
+from runbook.core.gate import GateRequest
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
-from runbook.config import Settings
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.core.settings import Settings
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 
 API = "https://api.pagerduty.com"
 FILE = """

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook.approvals.gate import GateRequest
+from runbook.core.gate import GateRequest
 from runbook.approvals.policy import (
     ApproverPolicy,
     Identity,

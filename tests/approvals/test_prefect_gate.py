@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runbook.approvals.service import Approvals
-from runbook.approvals.slack_blocks import ApprovalAction
+from runbook.slack.blocks import ApprovalAction
 from runbook.compiler.flow import build_flow
-from runbook.compiler.runtime import cached_registry
-from runbook.config import Settings
+from runbook.runtime import cached_registry
+from runbook.core.settings import Settings
 from runbook.spec.lint import lint_text
-from runbook.timeline.launches import Launch, launched_here
-from runbook.timeline.store import TimelineStore
+from runbook.store.launches import Launch, launched_here
+from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import block_actions, click, wait_until
 from tests.support import rabbit
 

@@ -13,8 +13,8 @@ from runbook.actions import ActionRegistry
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
 from runbook.cli import main
-from runbook.config import Settings
-from runbook.timeline.store import TimelineStore
+from runbook.core.settings import Settings
+from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import wait_until
 from tests.approvals.helpers import HEAD, BackgroundRun, kinds
 

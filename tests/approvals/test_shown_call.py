@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from runbook.approvals.gate import GateRequest
-from runbook.approvals.slack_blocks import MAX_TEXT, ApprovalAction, call_sections, shown_whole
+from runbook.core.gate import GateRequest
+from runbook.slack.blocks import MAX_TEXT, ApprovalAction, call_sections, shown_whole
 from tests.approvals.conftest import SlackDesk
 from tests.approvals.test_gate_slack import approval_message, gated
 

@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from runbook.actions import ActionRegistry
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
-from runbook.approvals.slack_blocks import ApprovalAction
+from runbook.slack.blocks import ApprovalAction
 from runbook.cli import main
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.gateway.slack_routes import get_approvals, router
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import SIGNING_SECRET, SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.helpers import BackgroundRun, kinds
 from tests.approvals.test_gate_slack import button_value, gated
@@ -116,7 +116,7 @@ def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(desk: S
     assert unsent >= len(events), "every event waits in the outbox"
     slack.up()
     slack.fail_next(1, status=429, retry_after=1)  # and Slack is rate limiting when it comes back
-    from runbook.approvals.slack_sink import flush_outbox
+    from runbook.slack.sink import flush_outbox
 
     flush_outbox(desk.settings, timeline)
     wait_until(lambda: not approvals.store.outbox_counts("run-down").get("unsent"), what="outbox drained")

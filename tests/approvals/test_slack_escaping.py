@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runbook.approvals.slack_blocks import ApprovalAction
-from runbook.approvals.slack_text import code, code_block, escape
+from runbook.slack.blocks import ApprovalAction
+from runbook.slack.text import code, code_block, escape
 from tests.approvals.conftest import SlackDesk
 from tests.approvals.helpers import HEAD
 from tests.support.waiting import wait_until

@@ -10,11 +10,11 @@ import pytest
 from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions
 from runbook.compiler.params import ParamError, coerce_params
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.spec.lint import lint_text
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 
-MODULES = ["runbook.actions.core", "runbook.actions.timeline", "tests.support.engine_actions"]
+MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "tests.support.engine_actions"]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions
-from runbook.compiler.expressions import (
+from runbook.core.expressions import (
     ExpressionError,
     evaluate_condition,
     parse_template,
@@ -27,7 +27,7 @@ from runbook.core.sandbox import MAX_VALUE_CHARS, BoundedSandbox, OutputTooLarge
 from runbook.spec.lint import lint_text
 from runbook.timeline.postmortem import postmortem_environment
 
-MODULES = ["runbook.actions.core", "runbook.actions.timeline", "tests.support.engine_actions"]
+MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "tests.support.engine_actions"]
 
 
 def context() -> dict:

@@ -21,14 +21,14 @@ import httpx
 import pika
 import pytest
 
-from runbook.approvals.gate import GateRequest
-from runbook.config import Settings
-from runbook.drills.kube_api import KubeAPIServer
-from runbook.drills.local import Consumers
-from runbook.timeline.database import Database
-from runbook.timeline.events import Event
-from runbook.timeline.launches import Launch, launched_here
-from runbook.timeline.store import TimelineStore
+from runbook.core.gate import GateRequest
+from runbook.core.settings import Settings
+from runbook_devtools.kube_api import KubeAPIServer
+from runbook_devtools.drills.local import Consumers
+from runbook.store.database import Database
+from runbook.core.events import Event
+from runbook.store.launches import Launch, launched_here
+from runbook.store.timeline import TimelineStore
 from tests.support.approvers import approvers_yaml
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the e2e tests
 
@@ -187,7 +187,7 @@ def run_playbook(playbook: str, params: dict[str, Any], requested_by: str) -> Ru
     """Run a shipped playbook as its Prefect flow (real engine, real gate, real registry)."""
     from runbook.compiler.flow import build_flow
     from runbook.compiler.params import coerce_params
-    from runbook.compiler.runtime import cached_registry
+    from runbook.runtime import cached_registry
     from runbook.spec.lint import find_playbook
 
     settings = Settings.from_env()

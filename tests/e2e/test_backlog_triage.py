@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from runbook.config import Settings
-from runbook.demo import DLQ_FAILED, PoisonBacklog
-from runbook.drills.kube_api import KubeAPIServer
+from runbook.core.settings import Settings
+from runbook_devtools.demo import DLQ_FAILED, PoisonBacklog
+from runbook_devtools.kube_api import KubeAPIServer
 from tests.e2e.conftest import AMQP, MGMT, Approver, ready, run_playbook, wait_until
 
 

@@ -12,10 +12,10 @@ from urllib.parse import unquote
 
 import pytest
 
-from runbook.config import Settings
-from runbook.drills.kafka_mock import MockKafkaCluster
-from runbook.drills.kube_api import KubeAPIServer
-from runbook.drills.rabbit_node import RabbitNode, api_nodes
+from runbook.core.settings import Settings
+from runbook_devtools.kafka_mock import MockKafkaCluster
+from runbook_devtools.kube_api import KubeAPIServer
+from runbook_devtools.drills.rabbit_node import RabbitNode, api_nodes
 from tests.e2e.conftest import Approver, run_playbook
 
 SELECTOR = {"app.kubernetes.io/name": "rabbitmq"}

@@ -1,4 +1,4 @@
-"""``make demo`` (``python -m runbook.demo``) end to end, as CI runs it: exit 0, the story visible in
+"""``make demo`` (``python -m runbook_devtools.demo``) end to end, as CI runs it: exit 0, the story visible in
 the output, and nothing left running afterwards."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def test_demo_runs_the_incident_drill(
     env.pop("KUBECONFIG", None)
     env["RUNBOOK_HOME"] = str(tmp_path / "home")  # the embedded default, in a private home
     proc = subprocess.run(
-        [sys.executable, "-m", "runbook.demo"],
+        [sys.executable, "-m", "runbook_devtools.demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from tests.e2e.conftest import (
     connect,
     declare,

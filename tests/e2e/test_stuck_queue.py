@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from runbook.config import Settings
-from runbook.drills.kube_api import KubeAPIServer
-from runbook.drills.local import Consumer
+from runbook.core.settings import Settings
+from runbook_devtools.kube_api import KubeAPIServer
+from runbook_devtools.drills.local import Consumer
 from tests.e2e.conftest import (
     AMQP,
     Approver,

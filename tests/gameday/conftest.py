@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook.config import Settings
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.core.settings import Settings
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 from tests.support.approvers import approvers_yaml, current_login
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the game-day tests
 

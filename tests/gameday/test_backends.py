@@ -22,9 +22,9 @@ import pytest
 import requests
 import responses
 
-from runbook.config import Settings
-from runbook.drills.rabbit_node import RabbitNode
-from runbook.timeline.store import TimelineStore
+from runbook.core.settings import Settings
+from runbook_devtools.drills.rabbit_node import RabbitNode
+from runbook.store.timeline import TimelineStore
 from tests.gameday.conftest import wait_until
 from tests.gameday.helpers import run_text
 from tests.support.kafka_mock import MockKafkaCluster
@@ -204,8 +204,8 @@ def test_kafka_brokers_down(settings: Settings, store: TimelineStore) -> None:
 def test_slack_failing_never_slows_or_fails_a_run(
     mode: str, settings: Settings, store: TimelineStore
 ) -> None:
-    from runbook.approvals.slack_sink import flush_outbox
-    from runbook.approvals.store import ApprovalStore
+    from runbook.slack.sink import flush_outbox
+    from runbook.store.approvals import ApprovalStore
 
     api = SlackAPI().start()
     try:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from runbook.cli import main
-from runbook.config import Settings
-from runbook.drills import run_drill
-from runbook.drills.faults import FAULTS
-from runbook.drills.targets import NotLoopback, loopback_problems
+from runbook.core.settings import Settings
+from runbook_devtools.drills import run_drill
+from runbook_devtools.drills.faults import FAULTS
+from runbook_devtools.drills.targets import NotLoopback, loopback_problems
 
 KUBECONFIG = """apiVersion: v1
 kind: Config

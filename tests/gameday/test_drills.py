@@ -14,10 +14,10 @@ import pytest
 
 from runbook.actions import ActionContext, Connections, invoke
 from runbook.cli import main
-from runbook.compiler.runtime import cached_registry
-from runbook.config import Settings
-from runbook.drills.faults import FAULTS, Fault
-from runbook.drills.kube_standin import KubeWorld
+from runbook.runtime import cached_registry
+from runbook.core.settings import Settings
+from runbook_devtools.drills.faults import FAULTS, Fault
+from runbook_devtools.drills.kube_standin import KubeWorld
 from tests.gameday.conftest import wait_until
 
 MGMT = "http://127.0.0.1:15672/api"

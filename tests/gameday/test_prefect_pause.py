@@ -12,7 +12,7 @@ import pytest
 
 from runbook.cli import main as cli
 from runbook.compiler.flow import build_flow
-from runbook.compiler.runtime import cached_registry
+from runbook.runtime import cached_registry
 from runbook.spec.lint import lint_text
 from runbook.timeline.reaper import reap_lost_runs
 from tests.gameday.conftest import wait_until

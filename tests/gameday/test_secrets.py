@@ -22,11 +22,11 @@ import psycopg
 import pytest
 import responses
 
-from runbook import redact
-from runbook.config import Settings
-from runbook.timeline.database import Database
-from runbook.timeline.launches import Launch, launched_here
-from runbook.timeline.store import TimelineStore
+from runbook.core import redact
+from runbook.core.settings import Settings
+from runbook.store.database import Database
+from runbook.store.launches import Launch, launched_here
+from runbook.store.timeline import TimelineStore
 from tests.gameday.conftest import wait_until
 from tests.support.kube_api import KubeAPIServer
 from tests.support.slack_api import SlackAPI
@@ -162,8 +162,8 @@ def test_canary_secret_never_leaks(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     from runbook.compiler.flow import build_flow
-    from runbook.compiler.runtime import cached_registry
-    from runbook.drills import DrillApprover, _approvers_file
+    from runbook.runtime import cached_registry
+    from runbook_devtools.drills import DrillApprover, _approvers_file
     from runbook.spec.lint import find_playbook, lint_text
 
     user, amqp_pw = rabbit_user

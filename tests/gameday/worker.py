@@ -11,13 +11,13 @@ from runbook.actions import ActionRegistry
 from runbook.approvals.waiting import StoreGate
 from runbook.approvals.wiring import approvals_for
 from runbook.compiler.engine import Engine, RunOptions
-from runbook.compiler.runtime import Runtime
-from runbook.config import Settings
+from runbook.runtime import Runtime
+from runbook.core.settings import Settings
 from runbook.spec.lint import load_playbook
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 
-MODULES = ["runbook.actions.core", "runbook.actions.timeline", "tests.gameday.actions"]
+MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "tests.gameday.actions"]
 
 
 def build_engine(settings: Settings, run_id: str, pb_path: str, heartbeat: float):  # type: ignore[no-untyped-def]

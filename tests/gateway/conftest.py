@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from tests.support.pagerduty_gateway import write_playbook
 
 SECRET = "whsec-current-0123456789"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
 from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET

@@ -17,9 +17,9 @@ import httpx
 import psycopg
 import pytest
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
-from runbook.timeline.database import Database
+from runbook.store.database import Database
 from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET
 from tests.support.pagerduty_gateway import UvicornThread, free_port, write_playbook

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from runbook.compiler.flow import build_flow
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
 from runbook.spec.lint import load_playbook
 from tests.conftest import ROOT

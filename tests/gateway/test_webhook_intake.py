@@ -11,10 +11,10 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 from tests.gateway.conftest import OLD_SECRET, SECRET
 from tests.support.pagerduty_payloads import encode, headers, incident_event, service_updated_event, signature
 
@@ -210,7 +210,7 @@ def test_healthz_503_when_store_unreachable(gw_settings: Settings, tmp_path) -> 
 
 def test_metrics_follow_steps_recorded_by_any_process(client) -> None:
     """Steps run in flow-run processes; /metrics reads their events from the shared store."""
-    from runbook.timeline.events import Event, Kind
+    from runbook.core.events import Event, Kind
 
     store = client.app.state.gateway.timeline
     action = "rabbitmq.metrics_probe_action"

@@ -1,6 +1,6 @@
 """Every rehearsal under tests/rehearsals/ runs the real engine over a shipped playbook.
 
-A rehearsal replays recorded backend results (see ``runbook.rehearsal``), so these tests need no
+A rehearsal replays recorded backend results (see ``runbook.testing.rehearsal``), so these tests need no
 service: they prove each playbook's logic — the verdict paths, what is gated, what a denial skips,
 what ``finally`` does — and break when an action's params or result model changes under a playbook.
 """
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from runbook.actions import ActionRegistry
-from runbook.config import Settings
-from runbook.rehearsal import run_rehearsal
+from runbook.core.settings import Settings
+from runbook.testing.rehearsal import run_rehearsal
 from runbook.spec.lint import lint_paths
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

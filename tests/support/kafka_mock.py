@@ -1,4 +1,4 @@
-"""Moved to :mod:`runbook.drills.kafka_mock` (``runbook drill`` needs it at run time); re-exported
+"""Moved to :mod:`runbook_devtools.kafka_mock` (``runbook drill`` needs it at run time); re-exported
 here so tests and benchmarks keep importing it from tests.support, and
 ``python -m tests.support.kafka_mock`` keeps working."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from runbook.drills.kafka_mock import (  # noqa: F401 - re-exports
+from runbook_devtools.kafka_mock import (  # noqa: F401 - re-exports
     API_KEYS,
     MockClusterError,
     MockKafkaCluster,

@@ -1,10 +1,10 @@
-"""Moved to :mod:`runbook.drills.kube_api` (``make demo`` serves the demo cluster to a ``runbook serve``
+"""Moved to :mod:`runbook_devtools.kube_api` (``make demo`` serves the demo cluster to a ``runbook serve``
 subprocess at run time); re-exported here so tests keep importing it from tests.support, and
 ``python -m tests.support.kube_api`` keeps working."""
 
 from __future__ import annotations
 
-from runbook.drills.kube_api import (  # noqa: F401 - re-exports
+from runbook_devtools.kube_api import (  # noqa: F401 - re-exports
     DEFAULT_TOKEN,
     RESOURCES,
     ApiError,

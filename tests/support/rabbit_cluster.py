@@ -1,6 +1,6 @@
 """A second RabbitMQ node clustered with the main one, for real failure tests.
 
-The implementation moved to :mod:`runbook.drills.rabbit_node` (``runbook drill`` needs it at run
+The implementation moved to :mod:`runbook_devtools.drills.rabbit_node` (``runbook drill`` needs it at run
 time); this module keeps the test-facing name::
 
     with SecondNode() as node:          # started, joined, running (~15 s)
@@ -10,7 +10,7 @@ time); this module keeps the test-facing name::
 
 from __future__ import annotations
 
-from runbook.drills.rabbit_node import (  # noqa: F401 - re-exports
+from runbook_devtools.drills.rabbit_node import (  # noqa: F401 - re-exports
     AUTH,
     MAIN_MGMT,
     RabbitNode,

@@ -9,12 +9,12 @@ import json
 import sys
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 
 def main() -> None:
     params = json.loads(sys.argv[1])
-    registry = ActionRegistry.from_modules(["runbook.actions.rabbitmq"])
+    registry = ActionRegistry.from_modules(["runbook.actions.rabbitmq.actions"])
     ctx = ActionContext(Connections(Settings.from_env()))
     result = invoke(registry["rabbitmq.move_messages"], ctx, params)
     print(result.model_dump_json(), flush=True)

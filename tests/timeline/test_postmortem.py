@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from runbook.actions import ActionRegistry
-from runbook.config import Settings
-from runbook.rehearsal import run_rehearsal
+from runbook.core.settings import Settings
+from runbook.testing.rehearsal import run_rehearsal
 from runbook.timeline.postmortem import load_followups, render_postmortem
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 
 ROOT = Path(__file__).resolve().parents[2]
 REHEARSALS = ROOT / "tests" / "rehearsals"

@@ -18,11 +18,11 @@ import pytest
 from runbook.actions import ActionContext, ActionError, Connections, default_registry
 from runbook.actions.registry import invoke
 from runbook.cli import main
-from runbook.config import Settings
-from runbook.timeline.events import Kind
+from runbook.core.settings import Settings
+from runbook.core.events import Kind
 from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 from runbook.timeline.recorder import Recorder
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 
 RUN = "run-evil-1"
 MARKER_NAME = "code-ran"

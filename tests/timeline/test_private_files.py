@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from runbook.gateway.starter import Spool
-from runbook.timeline.database import Database, StoreError
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database, StoreError
+from runbook.store.timeline import TimelineStore
 
 
 def mode(path: Path) -> int:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from runbook.timeline.database import Database
-from runbook.timeline.events import Event, Kind
-from runbook.timeline.store import TimelineStore
+from runbook.store.database import Database
+from runbook.core.events import Event, Kind
+from runbook.store.timeline import TimelineStore
 
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
 
@@ -162,7 +162,7 @@ def test_first_open_of_a_fresh_database_from_several_processes_at_once(postgres_
 
 
 def test_store_survives_a_dropped_connection(pg_store: TimelineStore) -> None:
-    from runbook.timeline.database import StoreError
+    from runbook.store.database import StoreError
 
     pg_store.runs(limit=1)
     pid = pg_store.db._conn().info.backend_pid

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from runbook.config import Settings
+from runbook.core.settings import Settings
 
 T = TypeVar("T")
 

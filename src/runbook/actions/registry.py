@@ -24,13 +24,13 @@ from runbook.actions.context import ActionContext
 Describe = Callable[[ActionContext, Any], str]
 
 BUILTIN_MODULES = (
-    "runbook.actions.core",
-    "runbook.actions.timeline",
-    "runbook.actions.rabbitmq",
-    "runbook.actions.postgres",
-    "runbook.actions.kafka",
-    "runbook.actions.kubernetes",
-    "runbook.actions.pagerduty",
+    "runbook.actions.core.actions",
+    "runbook.actions.timeline.actions",
+    "runbook.actions.rabbitmq.actions",
+    "runbook.actions.postgres.actions",
+    "runbook.actions.kafka.actions",
+    "runbook.actions.kubernetes.actions",
+    "runbook.actions.pagerduty.actions",
 )
 
 

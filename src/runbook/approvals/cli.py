@@ -27,7 +27,7 @@ def operating_system_user() -> str:
 
 def approve_command(args: argparse.Namespace) -> int:
     from runbook.approvals.wiring import approvals_for
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
 
     rt = build_runtime()
     approvals = approvals_for(rt)

@@ -34,7 +34,7 @@ from typing import Literal
 
 import yaml
 
-from runbook.approvals.gate import GateRequest
+from runbook.core.gate import GateRequest
 
 log = logging.getLogger("runbook.approvals")
 

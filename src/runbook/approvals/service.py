@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook.approvals.policy import Identity, PolicyFile
-from runbook.approvals.store import ApprovalStore, RequestRow
-from runbook.config import Settings
-from runbook.spec.durations import format_duration
-from runbook.timeline.events import Kind
+from runbook.store.approvals import ApprovalStore, RequestRow
+from runbook.core.settings import Settings
+from runbook.core.durations import format_duration
+from runbook.core.events import Kind
 from runbook.timeline.recorder import Recorder, Sink
-from runbook.timeline.store import TimelineStore
+from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.approvals")
 
@@ -46,7 +46,7 @@ def role_sources(settings: Settings) -> dict[str, Any]:
     """``pagerduty:<id>`` approvers: who is on call now, when a PagerDuty token is configured."""
     if not settings.pagerduty_api_token:
         return {}
-    from runbook.actions.pagerduty import oncall_role_source
+    from runbook.actions.pagerduty.actions import oncall_role_source
 
     return {"pagerduty": oncall_role_source(settings)}
 
@@ -69,7 +69,7 @@ class Approvals:
         if self._sinks_for is not None:
             sinks = list(self._sinks_for(run_id))
         else:
-            from runbook.approvals.slack_sink import sink_for_settings
+            from runbook.slack.sink import sink_for_settings
 
             slack = sink_for_settings(self.settings, self.timeline, run_id)
             if slack is not None:
@@ -204,7 +204,7 @@ class Approvals:
         """Short-lived processes (CLI): post what this decision queued before exiting."""
         if not self.settings.slack_bot_token:
             return
-        from runbook.approvals.slack_sink import flush_outbox
+        from runbook.slack.sink import flush_outbox
 
         try:
             flush_outbox(self.settings, self.timeline)

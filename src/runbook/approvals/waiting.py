@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.approvals.gate import Decision, GateRequest, Recorder
+from runbook.core.gate import Decision, GateRequest, Recorder
 from runbook.approvals.service import Approvals, pause_key, resume_if_waiting, short
-from runbook.approvals.store import RequestRow
-from runbook.spec.durations import format_duration
-from runbook.timeline.events import Kind
+from runbook.store.approvals import RequestRow
+from runbook.core.durations import format_duration
+from runbook.core.events import Kind
 
 log = logging.getLogger("runbook.approvals")
 

@@ -2,7 +2,7 @@
 
 The flow has the playbook's name and a real signature built from its ``params`` (so the Prefect UI
 shows a form and validates input), plus ``incident``, ``launch`` and ``dry_run``. Who started the run
-and how (requester, trigger) is never a parameter: it comes from :mod:`runbook.timeline.launches`
+and how (requester, trigger) is never a parameter: it comes from :mod:`runbook.store.launches`
 (the process that called the flow, a gateway launch token redeemed once, or Prefect's scheduler).
 Each executed step is a Prefect task run named by its step id and tagged with its action. Step
 outputs are redacted and never persisted as Prefect results (``persist_result=False``).
@@ -18,7 +18,7 @@ from runbook.actions.registry import ActionRegistry, ActionSpec
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
 from runbook.compiler.params import coerce_params
 from runbook.spec.models import Playbook, Step
-from runbook.timeline import launches
+from runbook.store import launches
 
 SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
@@ -78,7 +78,7 @@ def run_playbook_here(
     """Execute ``playbook`` in this process with runtime wiring from the environment.
 
     ``registry`` replaces the built-in one (drills answer Kubernetes from a stand-in)."""
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
 
     rt = build_runtime(registry=registry)
     system = {k: kwargs.pop(k) for k in SYSTEM_PARAMS if k in kwargs}

@@ -23,10 +23,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from runbook.config import Settings, data_dir
+from runbook.core.settings import Settings, data_dir
 from runbook.gateway import metrics
 from runbook.gateway.bodies import BodyTooLarge, read_limited
-from runbook.gateway.intake_store import Accepted, IntakeStore
+from runbook.store.intake import Accepted, IntakeStore
 from runbook.gateway.pagerduty_events import (
     MalformedEvent,
     PlaybookCatalog,
@@ -35,9 +35,9 @@ from runbook.gateway.pagerduty_events import (
     verify_signature,
 )
 from runbook.gateway.starter import RunStarter, Spool, resolved_note
-from runbook.redact import redact
-from runbook.timeline.database import Database
-from runbook.timeline.store import TimelineStore
+from runbook.core.redact import redact
+from runbook.store.database import Database
+from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.gateway")
 MAX_BODY = 256 * 1024  # PagerDuty drops anything larger; so do we, before reading it all
@@ -58,7 +58,7 @@ class Gateway:
 
 
 def _gateway(source: Any, prefect_api_url: str | None) -> Gateway:
-    from runbook import redact as redactor
+    from runbook.core import redact as redactor
 
     if source is None or isinstance(source, Settings):
         settings = source or Settings.from_env()
@@ -107,7 +107,7 @@ class _Housekeeping:
         self._stop.set()
 
     def _loop(self) -> None:
-        from runbook.approvals.slack_sink import flush_outbox
+        from runbook.slack.sink import flush_outbox
 
         while not self._stop.wait(self.interval):
             try:

@@ -97,7 +97,7 @@ class StoreFollower:
         self._lock = threading.Lock()
 
     def sync(self) -> None:
-        from runbook.timeline.events import Kind
+        from runbook.core.events import Kind
 
         kinds = [
             Kind.STEP_SUCCEEDED,

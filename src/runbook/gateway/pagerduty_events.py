@@ -179,7 +179,7 @@ class PlaybookCatalog:
             ):
                 return self._playbooks
             if self.registry is None:
-                from runbook.compiler.runtime import cached_registry
+                from runbook.runtime import cached_registry
 
                 self.registry = cached_registry()
             files_now: dict[Path, tuple[_Stamp | None, Playbook | None, str | None]] = {}

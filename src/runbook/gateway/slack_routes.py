@@ -26,8 +26,8 @@ from fastapi.responses import JSONResponse, Response
 
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals, VoteResult
-from runbook.approvals.slack_blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
-from runbook.approvals.slack_text import escape
+from runbook.slack.blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
+from runbook.slack.text import escape
 from runbook.gateway.bodies import BodyTooLarge, read_limited
 
 log = logging.getLogger("runbook.gateway.slack")
@@ -39,7 +39,7 @@ MAX_BODY = 256 * 1024
 
 @lru_cache(maxsize=1)
 def _default_approvals() -> Approvals:
-    from runbook.compiler.runtime import build_runtime
+    from runbook.runtime import build_runtime
 
     rt = build_runtime()
     return Approvals(rt.settings, rt.store)
@@ -114,7 +114,7 @@ def _identity(approvals: Approvals, user: dict[str, Any], team: str | None) -> I
     email = None
     if approvals.settings.slack_bot_token and slack_id:
         try:
-            from runbook.approvals.slack_sink import make_client
+            from runbook.slack.sink import make_client
 
             info = make_client(approvals.settings, quick=True).users_info(user=slack_id).get("user") or {}
             same_team = not info.get("team_id") or info.get("team_id") == team
@@ -164,7 +164,7 @@ def _tell(approvals: Approvals, where: dict[str, Any], result: VoteResult) -> No
     if not approvals.settings.slack_bot_token or not where.get("channel") or not where.get("user"):
         return
     try:
-        from runbook.approvals.slack_sink import make_client
+        from runbook.slack.sink import make_client
 
         make_client(approvals.settings).chat_postEphemeral(
             channel=where["channel"], user=where["user"], text=escape(result.message)

@@ -27,10 +27,10 @@ import httpx
 
 from runbook.core import files
 from runbook.gateway import metrics
-from runbook.gateway.intake_store import Claim, IntakeStore
-from runbook.redact import redact
-from runbook.timeline.events import Event, Kind
-from runbook.timeline.store import TimelineStore
+from runbook.store.intake import Claim, IntakeStore
+from runbook.core.redact import redact
+from runbook.core.events import Event, Kind
+from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.gateway")
 DEPLOYMENT_NAME = "runbook"

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runbook.actions.registry import ActionRegistry, ActionSpec
-from runbook.compiler.expressions import TemplateSyntaxError, is_expression, parse_template, references
+from runbook.core.expressions import TemplateSyntaxError, is_expression, parse_template, references
 from runbook.spec.models import Playbook
 from runbook.spec.yamlsource import Path_, Problem, Source, UnreadableSource, load_source, read_source_text
 

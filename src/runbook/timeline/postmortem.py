@@ -35,9 +35,9 @@ from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound
 
 from runbook.core import files
 from runbook.core.sandbox import MAX_POSTMORTEM_CHARS, BoundedSandbox, ExpressionError
-from runbook.redact import redact
-from runbook.timeline.events import Event, Kind
-from runbook.timeline.store import TimelineStore
+from runbook.core.redact import redact
+from runbook.core.events import Event, Kind
+from runbook.store.timeline import TimelineStore
 
 DEFAULT_TEMPLATE = "postmortem.md.j2"
 FOLLOWUPS_FILE = "followups.yaml"
@@ -71,7 +71,7 @@ def packaged_templates() -> Traversable:
 
 
 def _configured_folder() -> Path | None:
-    from runbook.config import Settings
+    from runbook.core.settings import Settings
 
     return Settings.from_env().templates_dir
 

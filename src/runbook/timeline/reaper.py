@@ -28,8 +28,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbook.timeline.events import Event, Kind
-from runbook.timeline.store import RUNNING, TimelineStore
+from runbook.core.events import Event, Kind
+from runbook.store.timeline import RUNNING, TimelineStore
 
 log = logging.getLogger("runbook.reaper")
 

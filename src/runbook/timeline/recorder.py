@@ -10,8 +10,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from runbook.timeline.events import Event, Kind
-from runbook.timeline.store import TimelineStore
+from runbook.core.events import Event, Kind
+from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.timeline")
 

@@ -1,0 +1,1 @@
+"""Built-in actions (``core.*``): set values, classify, wait for a condition, assert, manual steps."""

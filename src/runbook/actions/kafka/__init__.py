@@ -1,0 +1,1 @@
+"""Kafka: consumer lag, cluster health, canary produce, guarded offset reset (confluent-kafka in ``client``)."""

@@ -1,0 +1,297 @@
+"""Kubernetes plumbing for ``runbook.actions.kubernetes.actions``: the client factory, error mapping, readers.
+
+The official ``kubernetes`` client is imported only here and in ``kubernetes.py``. Every API call goes
+through :func:`call`, which bounds it by the step's remaining time (``_request_timeout``; urllib3
+retries are off so a timeout is never silently multiplied) and turns the client's exceptions into
+one-line, redacted :class:`ActionError` / :class:`BackendUnavailable` messages naming kubernetes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from runbook.core import bounded
+from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
+from runbook.core.settings import Settings
+from runbook.core.redact import redact
+from runbook.core.redact import register as register_secrets
+
+BACKEND = "kubernetes"
+CONNECTION_KEY = "kubernetes"
+T = TypeVar("T")
+
+
+class KubeApiError(ActionError):
+    """The API server answered with an error status (kept so callers can branch on 404 or 429)."""
+
+    def __init__(self, message: str, *, status: int, reason: str = "") -> None:
+        super().__init__(message, backend=BACKEND)
+        self.status = status
+        self.reason = reason
+
+
+class KubeUnavailable(BackendUnavailable):
+    """The API server could not be reached, timed out, or answered 5xx."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message, backend=BACKEND)
+        self.status = status
+
+
+@dataclass
+class KubeClients:
+    """One ``ApiClient`` and the typed API groups the actions use; closed with the run's connections."""
+
+    api: k8s.ApiClient
+    core: k8s.CoreV1Api
+    apps: k8s.AppsV1Api
+    policy: k8s.PolicyV1Api
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def kube_clients(settings: Settings) -> KubeClients:
+    """Connection factory: ``KUBECONFIG`` (``settings.kubeconfig``) or, without it, in-cluster config."""
+    cfg = k8s.Configuration()
+    try:
+        if settings.kubeconfig:
+            k8s_config.load_kube_config(
+                config_file=settings.kubeconfig, client_configuration=cfg, persist_config=False
+            )
+        else:
+            k8s_config.load_incluster_config(client_configuration=cfg)
+    except (k8s_config.ConfigException, OSError, ValueError) as exc:
+        where = (
+            f"KUBECONFIG {settings.kubeconfig}"
+            if settings.kubeconfig
+            else "in-cluster config (KUBECONFIG unset)"
+        )
+        raise ActionError(redact(f"cannot load {where}: {exc}"), backend=BACKEND) from None
+    # The bearer token must never reach a log line or an exception text.
+    register_secrets(v.split(" ", 1)[-1] for v in (cfg.api_key or {}).values())
+    # No hidden urllib3 retries: a read timeout retried three times would quadruple the step's bound.
+    cfg.retries = False
+    api = k8s.ApiClient(cfg)
+    return KubeClients(api=api, core=k8s.CoreV1Api(api), apps=k8s.AppsV1Api(api), policy=k8s.PolicyV1Api(api))
+
+
+def clients(ctx: ActionContext) -> KubeClients:
+    return ctx.connections.get(CONNECTION_KEY, kube_clients)
+
+
+def _server_message(exc: ApiException) -> str:
+    """The ``message`` of the API server's ``Status`` body (falls back to the HTTP reason)."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if body:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return str(body)[:300]
+        if isinstance(data, dict):
+            message = str(data.get("message") or exc.reason or "")
+            causes = (data.get("details") or {}).get("causes") or []
+            extra = "; ".join(
+                str(c.get("message")) for c in causes if isinstance(c, dict) and c.get("message")
+            )
+            return f"{message} ({extra})" if extra else message
+    return str(exc.reason or "")
+
+
+def call(
+    ctx: ActionContext,
+    what: str,
+    fn: Callable[..., T],
+    *args: Any,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> T:
+    """Run one client call bounded by the step's remaining time, mapping every failure to ActionError.
+
+    ``what`` names the operation for the operator ("read deployment orchestrator/orchestrator").
+    """
+    kwargs["_request_timeout"] = max(0.1, min(timeout, ctx.remaining()) if timeout else ctx.remaining())
+    try:
+        return fn(*args, **kwargs)
+    except ApiException as exc:
+        status = int(exc.status or 0)
+        if status == 0:
+            raise KubeUnavailable(redact(f"{what}: API server unreachable ({exc.reason})")) from None
+        message = redact(_server_message(exc))
+        if status >= 500:
+            raise KubeUnavailable(
+                f"{what}: API server answered {status} {exc.reason}: {message}", status=status
+            ) from None
+        if status == 404:
+            raise KubeApiError(f"{what}: not found ({message})", status=404, reason="NotFound") from None
+        if status in (401, 403):
+            raise KubeApiError(f"{what}: not authorised ({status}: {message})", status=status) from None
+        raise KubeApiError(
+            f"{what}: API server answered {status}: {message}", status=status, reason=str(exc.reason)
+        ) from None
+    except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: test it first
+        raise KubeUnavailable(redact(f"{what}: API server unreachable ({exc})")) from None
+    except urllib3.exceptions.TimeoutError:
+        raise KubeUnavailable(
+            f"{what}: API server did not answer within {kwargs['_request_timeout']:.1f}s (timeout)"
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeUnavailable(
+            redact(f"{what}: API server unreachable ({type(exc).__name__}: {exc})")
+        ) from None
+    except ValueError as exc:  # the client could not deserialize the answer into its models
+        raise ActionError(
+            redact(f"{what}: unexpected answer from the API server ({exc})"), backend=BACKEND
+        ) from None
+
+
+def run_bounded(fn: Callable[[], T], timeout: float, what: str) -> T:
+    """``fn`` within ``timeout`` seconds, else :class:`KubeUnavailable`.
+
+    For the websocket exec path: websocket-client's handshake takes no timeout from the kubernetes
+    client, so a hung API server would otherwise hang the step forever.
+    """
+    try:
+        return bounded.run_bounded(fn, timeout, "kube-exec")
+    except bounded.DeadlineExceeded:
+        raise KubeUnavailable(f"{what}: no answer within {timeout:.1f}s (timeout)") from None
+
+
+# --------------------------------------------------------------------------------------------- redaction
+
+_LOG_SECRETS = [
+    # JSON-ish "password": "x" (runbook.core.redact handles password=x and password: x)
+    re.compile(
+        r'(?i)("(?:[\w-]*password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)"\s*:\s*)"[^"]*"'
+    ),
+    re.compile(
+        r"(?i)\b((?:[\w-]*_)?(?:password|passwd|pwd|secret|credentials?|private[_-]?key|access[_-]?key)\s*[=:]\s*)\S+"
+    ),
+    re.compile(r"(?i)(authorization:\s*(?:basic|bearer)\s+)\S+"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+]
+
+
+def redact_log(text: str) -> str:
+    """``runbook.core.redact.redact`` plus the credential shapes application logs print."""
+    text = redact(text)
+    text = _LOG_SECRETS[0].sub(lambda m: f'{m.group(1)}"***"', text)
+    text = _LOG_SECRETS[1].sub(lambda m: f"{m.group(1)}***", text)
+    text = _LOG_SECRETS[2].sub(lambda m: f"{m.group(1)}***", text)
+    return _LOG_SECRETS[3].sub("***", text)
+
+
+# --------------------------------------------------------------------------------------------- readers
+
+
+def read_workload(ctx: ActionContext, kind: str, namespace: str, name: str) -> Any:
+    """The deployment or statefulset (404 -> ActionError saying which one is missing)."""
+    kc = clients(ctx)
+    if kind == "statefulset":
+        return call(
+            ctx, f"read statefulset {namespace}/{name}", kc.apps.read_namespaced_stateful_set, name, namespace
+        )
+    return call(
+        ctx, f"read deployment {namespace}/{name}", kc.apps.read_namespaced_deployment, name, namespace
+    )
+
+
+def patch_workload(ctx: ActionContext, kind: str, namespace: str, name: str, body: Any) -> Any:
+    kc = clients(ctx)
+    fn = (
+        kc.apps.patch_namespaced_stateful_set
+        if kind == "statefulset"
+        else kc.apps.patch_namespaced_deployment
+    )
+    return call(ctx, f"patch {kind} {namespace}/{name}", fn, name, namespace, body)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where a deployment/statefulset rollout stands, the way ``kubectl rollout status`` judges it."""
+
+    desired: int
+    ready: int
+    available: int
+    updated: int
+    current: int
+    generation: int
+    observed_generation: int
+    deadline_exceeded: str = ""
+
+    @property
+    def done(self) -> bool:
+        return (
+            self.observed_generation >= self.generation
+            and self.updated == self.desired
+            and self.ready == self.desired
+            and self.available == self.desired
+            and self.current == self.desired
+        )
+
+    def describe(self) -> str:
+        gen = (
+            ""
+            if self.observed_generation >= self.generation
+            else (f", observedGeneration {self.observed_generation} < generation {self.generation}")
+        )
+        return (
+            f"{self.updated}/{self.desired} updated, {self.ready}/{self.desired} ready, "
+            f"{self.available} available{gen}"
+        )
+
+
+def rollout_of(obj: Any) -> Rollout:
+    spec, status, meta = obj.spec, obj.status, obj.metadata
+    deadline = ""
+    for cond in getattr(status, "conditions", None) or []:
+        if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
+            deadline = cond.message or "progress deadline exceeded"
+    return Rollout(
+        desired=int(spec.replicas if spec.replicas is not None else 1),
+        ready=int(status.ready_replicas or 0) if status else 0,
+        available=int(getattr(status, "available_replicas", None) or 0) if status else 0,
+        updated=int(status.updated_replicas or 0) if status else 0,
+        current=int(status.replicas or 0) if status else 0,
+        generation=int(meta.generation or 0),
+        observed_generation=int(status.observed_generation or 0) if status else 0,
+        deadline_exceeded=deadline,
+    )
+
+
+def controller_of(pod: Any) -> tuple[str, str] | None:
+    """(kind, name) of the pod's controlling owner, or None for an unmanaged pod."""
+    for ref in pod.metadata.owner_references or []:
+        if ref.controller:
+            return ref.kind, ref.name
+    return None
+
+
+def is_mirror(pod: Any) -> bool:
+    return "kubernetes.io/config.mirror" in (pod.metadata.annotations or {})
+
+
+def pod_is_ready(pod: Any) -> bool:
+    for cond in (pod.status.conditions if pod.status else None) or []:
+        if cond.type == "Ready":
+            return cond.status == "True"
+    return False
+
+
+def label_selector(match_labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))

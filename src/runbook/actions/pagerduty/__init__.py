@@ -1,0 +1,1 @@
+"""PagerDuty REST: incidents, notes, acknowledge/resolve, on-call (pdpyras in ``client``)."""

@@ -1,0 +1,1 @@
+"""Timeline actions (``timeline.*``): notes, findings and the postmortem draft."""

@@ -1,0 +1,96 @@
+"""Timeline actions: notes and findings on the run's timeline, and the postmortem draft."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runbook.actions.context import ActionContext, ActionError
+from runbook.actions.registry import ActionResult, action
+from runbook.core import files
+from runbook.core.events import Kind
+
+#: the folder of the data directory postmortem drafts are written to
+POSTMORTEMS = "postmortems"
+
+
+class NoteParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the note, one readable line")
+    details: dict[str, Any] = Field(default_factory=dict, description="structured facts kept with it")
+    finding: bool = Field(False, description="mark as a finding (shown prominently, used by the postmortem)")
+
+
+class NoteResult(ActionResult):
+    text: str
+
+
+def _recorder(ctx: ActionContext) -> Any:
+    if ctx.timeline is None or not hasattr(ctx.timeline, "emit"):
+        raise ActionError("no timeline is attached to this run")
+    return ctx.timeline
+
+
+@action("timeline.note", summary="Write a note or a finding on the run's timeline")
+def note(ctx: ActionContext, params: NoteParams) -> NoteResult:
+    """Adds a line to the incident timeline (and the Slack thread). Findings carry their details
+    (e.g. ``verdict`` and ``evidence``) into the postmortem."""
+    kind = Kind.FINDING if params.finding else Kind.NOTE
+    _recorder(ctx).emit(kind, params.text, step_id=ctx.step_id, details=params.details)
+    return NoteResult(text=params.text, summary=params.text)
+
+
+class PostmortemParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    output: str | None = Field(
+        None,
+        description="file NAME under <data dir>/postmortems/ (relative, no '..'); default <run id>.md",
+    )
+    template: str | None = Field(
+        None,
+        description="template NAME in RUNBOOK_TEMPLATES or the packaged templates (not a path);"
+        " default postmortem.md.j2",
+    )
+    overwrite: bool = Field(True, description="replace an earlier draft of the same name (a re-render)")
+
+
+class PostmortemResult(ActionResult):
+    path: str
+    lines: int
+
+
+@action("timeline.postmortem", summary="Render the postmortem draft from the run's timeline")
+def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult:
+    """Writes a Markdown draft (summary, impact window, timeline, verdict, mitigations, follow-ups)
+    from everything the run recorded so far. Usually a ``finally`` step."""
+    from runbook.core.sandbox import ExpressionError
+    from runbook.timeline.postmortem import TemplateRefused, render_postmortem
+
+    name = params.output if params.output is not None else f"{ctx.run_id}.md"
+    try:
+        parts = files.relative_parts(name)
+    except files.UnsafePath as exc:
+        raise ActionError(f"timeline.postmortem: output refused, nothing written: {exc}") from None
+    recorder = _recorder(ctx)
+    try:
+        text = render_postmortem(
+            recorder.store, ctx.run_id, params.template, folder=ctx.settings.templates_dir
+        )
+    except TemplateRefused as exc:
+        raise ActionError(f"timeline.postmortem: {exc}; nothing written") from None
+    except ExpressionError as exc:
+        raise ActionError(f"timeline.postmortem: the template failed: {exc}; nothing written") from None
+    try:
+        path = files.write_private(
+            files.data_dir(),
+            PurePosixPath(POSTMORTEMS, *parts),
+            text.encode("utf-8"),
+            overwrite=params.overwrite,
+        )
+    except (files.UnsafePath, FileExistsError) as exc:
+        raise ActionError(f"timeline.postmortem: output {name!r} refused, nothing written: {exc}") from None
+    return PostmortemResult(
+        path=str(path), lines=text.count("\n"), summary=f"postmortem draft written to {path}"
+    )

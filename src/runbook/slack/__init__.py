@@ -1,0 +1,1 @@
+"""Slack: the Web API client, Block Kit texts, the run timeline's thread and its durable outbox."""

@@ -1,0 +1,1 @@
+"""What users test their own playbooks with: the rehearsal runner (``runbook rehearse``)."""
