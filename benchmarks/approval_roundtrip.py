@@ -116,8 +116,8 @@ class Bench:
 
         from runbook.approvals.wiring import approvals_for
         from runbook.compiler.flow import build_flow
-        from runbook.runtime import build_runtime
         from runbook.gateway.slack_routes import get_approvals, router
+        from runbook.runtime import build_runtime
         from runbook.spec.lint import lint_text
 
         self.rt = build_runtime()

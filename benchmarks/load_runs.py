@@ -45,15 +45,15 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
         os.environ.pop(k, None)
 
     import httpx
+    from runbook_devtools.drills import DrillApprover, _approvers_file
+    from runbook_devtools.drills.kube_standin import KubeWorld, Workload
 
     from runbook.approvals.policy import Identity
     from runbook.approvals.service import Approvals
     from runbook.cli import _quiet_prefect
     from runbook.compiler.flow import build_flow
-    from runbook.runtime import build_runtime, cached_registry
     from runbook.core.settings import Settings
-    from runbook_devtools.drills import DrillApprover, _approvers_file
-    from runbook_devtools.drills.kube_standin import KubeWorld, Workload
+    from runbook.runtime import build_runtime, cached_registry
     from runbook.spec.lint import find_playbook
     from runbook.store.launches import Launch, launched_here
     from runbook.timeline.reaper import reap_lost_runs

@@ -45,8 +45,8 @@ def main() -> None:
 
     from runbook.actions import ActionContext, Connections, default_registry
     from runbook.actions.core.actions import AssertParams, assert_
-    from runbook.core.expressions import render_value
     from runbook.compiler.flow import build_flow
+    from runbook.core.expressions import render_value
     from runbook.core.settings import Settings
     from runbook.spec.lint import load_playbook
 

@@ -29,6 +29,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from runbook.store.schema import open_database  # noqa: E402
 from tests.support.pagerduty_gateway import free_port, write_playbook  # noqa: E402
 from tests.support.pagerduty_payloads import encode, headers, incident_event  # noqa: E402
 
@@ -121,7 +122,6 @@ def throughput(env: dict[str, str], tmp: Path, seconds: float) -> dict:
 
 
 def first_step_latency(env: dict[str, str], tmp: Path, incidents: int, fast_lane: bool, api: str) -> dict:
-    from runbook.store.database import Database
     from runbook.store.timeline import TimelineStore
 
     env = {**env, "RUNBOOK_DATABASE_URL": f"sqlite:///{tmp / f'latency-{fast_lane}.db'}"}
@@ -133,7 +133,7 @@ def first_step_latency(env: dict[str, str], tmp: Path, incidents: int, fast_lane
     )
     port = free_port()
     gateway = start([sys.executable, "-c", SERVER, str(port), "1"], env, tmp / f"gateway-{fast_lane}.log")
-    db = Database.from_url(env["RUNBOOK_DATABASE_URL"])
+    db = open_database(env["RUNBOOK_DATABASE_URL"])
     store = TimelineStore(db)
     name = env["BENCH_PLAYBOOK"]
     try:

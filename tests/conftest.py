@@ -15,7 +15,7 @@ import pytest
 
 from runbook.actions import ActionRegistry, default_registry
 from runbook.core.settings import Settings
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,13 +79,13 @@ def registry() -> ActionRegistry:
 
 @pytest.fixture
 def store(settings: Settings) -> TimelineStore:
-    return TimelineStore(Database.from_url(settings.database_url))
+    return TimelineStore(open_database(settings.database_url))
 
 
 @pytest.fixture
 def pg_store(postgres_available: None) -> TimelineStore:
     """A timeline store in a fresh PostgreSQL schema-less database namespace (unique table rows)."""
-    return TimelineStore(Database.from_url("postgresql://root@127.0.0.1:5432/test"))
+    return TimelineStore(open_database("postgresql://root@127.0.0.1:5432/test"))
 
 
 @pytest.fixture

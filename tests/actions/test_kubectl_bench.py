@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runbook_devtools.kube import KubeAPIServer
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
 from runbook.core.settings import Settings
-from runbook_devtools.kube import KubeAPIServer
 
 NS = "orchestrator"
 DEP = {"namespace": NS, "deployment": "orchestrator"}

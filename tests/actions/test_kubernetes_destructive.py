@@ -109,7 +109,8 @@ def test_scale_refused_above_db_connection_budget(
     registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer, postgres_available: None
 ) -> None:
     """The seed's rule: max consumers = floor((max_connections - headroom) / pool_size), with
-    max_connections read from the real PostgreSQL through runbook.actions.postgres.actions.connection_limits."""
+    max_connections read from the real PostgreSQL through
+    runbook.actions.postgres.actions.connection_limits."""
     limits = connection_limits(ctx)
     headroom = 10
     pool = max(1, (limits.max_connections - headroom) // 5)

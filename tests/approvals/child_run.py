@@ -8,10 +8,10 @@ import sys
 
 from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions
-from runbook.runtime import Runtime
 from runbook.core.settings import Settings
+from runbook.runtime import Runtime
 from runbook.spec.lint import load_playbook
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import MODULES
 
@@ -20,7 +20,7 @@ def main() -> int:
     path, run_id = sys.argv[1], sys.argv[2]
     settings = Settings.from_env()
     reg = ActionRegistry.from_modules(MODULES)
-    rt = Runtime(settings, reg, TimelineStore(Database.from_url(settings.database_url)))
+    rt = Runtime(settings, reg, TimelineStore(open_database(settings.database_url)))
     pb = load_playbook(path, reg)
     engine = Engine(settings, reg, rt.store, gate=rt.gate(), sinks=rt.sinks(run_id, pb))
     return engine.run(pb, RunOptions(run_id=run_id, params={}, requested_by="someone")).exit_code

@@ -22,7 +22,7 @@ from runbook.actions import ActionRegistry
 from runbook.approvals.service import Approvals
 from runbook.core.settings import Settings
 from runbook.gateway.slack_routes import get_approvals, router
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.approvals.helpers import BackgroundRun
 from tests.support.approvers import approvers_yaml, current_login
@@ -42,7 +42,11 @@ APPROVERS = approvers_yaml(
     },
     os_user=("carol", current_login()),
 )
-MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "tests.approvals.gated_actions"]
+MODULES = [
+    "runbook.actions.core.actions",
+    "runbook.actions.timeline.actions",
+    "tests.approvals.gated_actions",
+]
 
 
 @pytest.fixture
@@ -100,7 +104,7 @@ def console_env(tmp_path: Path, approvers_file: Path, monkeypatch: pytest.Monkey
 
 @pytest.fixture
 def timeline(slack_env: Settings) -> TimelineStore:
-    return TimelineStore(Database.from_url(slack_env.database_url))
+    return TimelineStore(open_database(slack_env.database_url))
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from runbook.slack.blocks import ApprovalAction
 from runbook.cli import main
 from runbook.core.settings import Settings
-from runbook.store.database import Database
+from runbook.slack.blocks import ApprovalAction
 from runbook.store.launches import Launch, redeem
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.test_gate_slack import button_value, gated
@@ -181,7 +181,7 @@ def test_requester_cannot_be_a_flow_parameter(slack_env: Settings) -> None:
 def test_launch_tokens_are_redeemed_once(slack_env: Settings) -> None:
     from runbook.store.launches import issue, resolve
 
-    db = Database.from_url(slack_env.database_url)
+    db = open_database(slack_env.database_url)
     with db.transaction() as cur:
         token = issue(cur, Launch("pagerduty", "email:bob@example.com", {"id": "P1"}))
     first = redeem(db, token, "flow-run-1")
@@ -210,6 +210,6 @@ def test_the_gateway_decides_in_its_own_store(
         r = client.post("/slack/interactions", content=body, headers=sign(body))
         assert r.status_code == 200 and r.json()["state"] == "decided", r.text
     assert run.join().status == "completed"
-    other = TimelineStore(Database.from_url(f"sqlite:///{tmp_path / 'elsewhere.db'}"))
+    other = TimelineStore(open_database(f"sqlite:///{tmp_path / 'elsewhere.db'}"))
     assert other.events("run-app") == []
     assert json.loads(json.dumps(out.read_text().splitlines())) == ["purged"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import requests
 import responses
 
-from runbook.core.gate import GateRequest
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
+from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 
 API = "https://api.pagerduty.com"
@@ -62,7 +62,7 @@ def approvals(tmp_path: Path) -> Approvals:
         approvers_file=tmp_path / "approvers.yaml",
         pagerduty_api_token="pd-token-for-tests",
     )
-    return Approvals(settings, TimelineStore(Database.from_url(settings.database_url)))
+    return Approvals(settings, TimelineStore(open_database(settings.database_url)))
 
 
 def test_on_call_people_may_approve_and_others_may_not(tmp_path: Path) -> None:

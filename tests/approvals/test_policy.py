@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from runbook.core.gate import GateRequest
 from runbook.approvals.policy import (
     ApproverPolicy,
     Identity,
@@ -19,6 +18,7 @@ from runbook.approvals.policy import (
     PolicyFile,
     register_role_source,
 )
+from runbook.core.gate import GateRequest
 
 FILE = """
 people:

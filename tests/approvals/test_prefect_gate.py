@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runbook.approvals.service import Approvals
-from runbook.slack.blocks import ApprovalAction
 from runbook.compiler.flow import build_flow
-from runbook.runtime import cached_registry
 from runbook.core.settings import Settings
+from runbook.runtime import cached_registry
+from runbook.slack.blocks import ApprovalAction
 from runbook.spec.lint import lint_text
 from runbook.store.launches import Launch, launched_here
 from runbook.store.timeline import TimelineStore

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from runbook.actions import ActionRegistry
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
-from runbook.slack.blocks import ApprovalAction
 from runbook.cli import main
 from runbook.core.settings import Settings
 from runbook.gateway.slack_routes import get_approvals, router
-from runbook.store.database import Database
+from runbook.slack.blocks import ApprovalAction
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import SIGNING_SECRET, SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.helpers import BackgroundRun, kinds
@@ -72,7 +72,7 @@ def test_cli_approve_policy_and_console_instructions(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    timeline = TimelineStore(Database.from_url(console_env.database_url))
+    timeline = TimelineStore(open_database(console_env.database_url))
     assert main(["approve", "run-cli", "purge", "--as", "carol"]) == 1  # nothing waiting yet
     run = BackgroundRun(
         gated(tmp_path / "x", extra=", two_person: true"),

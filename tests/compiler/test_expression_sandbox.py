@@ -14,6 +14,7 @@ import pytest
 
 from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions
+from runbook.compiler.params import coerce_params
 from runbook.core.expressions import (
     ExpressionError,
     evaluate_condition,
@@ -22,7 +23,6 @@ from runbook.core.expressions import (
     render_value,
     wrap,
 )
-from runbook.compiler.params import coerce_params
 from runbook.core.sandbox import MAX_VALUE_CHARS, BoundedSandbox, OutputTooLarge
 from runbook.spec.lint import lint_text
 from runbook.timeline.postmortem import postmortem_environment

@@ -20,14 +20,14 @@ from urllib.parse import quote
 import httpx
 import pika
 import pytest
+from runbook_devtools.drills.local import Consumers
+from runbook_devtools.kube_api import KubeAPIServer
 
+from runbook.core.events import Event
 from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
-from runbook_devtools.kube_api import KubeAPIServer
-from runbook_devtools.drills.local import Consumers
-from runbook.store.database import Database
-from runbook.core.events import Event
 from runbook.store.launches import Launch, launched_here
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.support.approvers import approvers_yaml
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the e2e tests
@@ -99,7 +99,7 @@ class Approver:
         from runbook.approvals.service import Approvals
 
         self.approvals = Approvals(
-            self.settings, TimelineStore(Database.from_url(self.settings.database_url))
+            self.settings, TimelineStore(open_database(self.settings.database_url))
         )
         self.store = self.approvals.store
         self._stop = threading.Event()
@@ -195,7 +195,7 @@ def run_playbook(playbook: str, params: dict[str, Any], requested_by: str) -> Ru
     with launched_here(Launch("e2e", f"unix:{requested_by}")):
         state = build_flow(pb)(**coerce_params(pb, params), return_state=True)
     run_id = str(state.state_details.flow_run_id)
-    store = TimelineStore(Database.from_url(settings.database_url))
+    store = TimelineStore(open_database(settings.database_url))
     run = store.get_run(run_id) or {}
     events = store.events(run_id)
     finished = [e for e in events if e.kind.value == "run.finished"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from runbook.core.settings import Settings
 from runbook_devtools.demo import DLQ_FAILED, PoisonBacklog
 from runbook_devtools.kube_api import KubeAPIServer
+
+from runbook.core.settings import Settings
 from tests.e2e.conftest import AMQP, MGMT, Approver, ready, run_playbook, wait_until
 
 

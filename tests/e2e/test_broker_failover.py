@@ -11,11 +11,11 @@ import uuid
 from urllib.parse import unquote
 
 import pytest
-
-from runbook.core.settings import Settings
+from runbook_devtools.drills.rabbit_node import RabbitNode, api_nodes
 from runbook_devtools.kafka_mock import MockKafkaCluster
 from runbook_devtools.kube_api import KubeAPIServer
-from runbook_devtools.drills.rabbit_node import RabbitNode, api_nodes
+
+from runbook.core.settings import Settings
 from tests.e2e.conftest import Approver, run_playbook
 
 SELECTOR = {"app.kubernetes.io/name": "rabbitmq"}

@@ -7,9 +7,10 @@ import stat
 import uuid
 from pathlib import Path
 
+from runbook_devtools.kube_api import KubeAPIServer
+
 from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
-from runbook_devtools.kube_api import KubeAPIServer
 from tests.e2e.conftest import Approver, ReplicaWiring, declare, delete_queues, pg_execute, run_playbook
 
 PREPARE = ["apply_pdb", "scale_down", "annotate", "drain_node", "do_maintenance"]

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from runbook_devtools.drills.local import Consumer
+from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
-from runbook_devtools.kube_api import KubeAPIServer
-from runbook_devtools.drills.local import Consumer
 from tests.e2e.conftest import (
     AMQP,
     Approver,

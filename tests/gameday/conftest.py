@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runbook.core.settings import Settings
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.support.approvers import approvers_yaml, current_login
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the game-day tests
@@ -49,7 +49,7 @@ def gd_env(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> S
 
 @pytest.fixture
 def gd_store(gd_env: Settings) -> TimelineStore:
-    return TimelineStore(Database.from_url(gd_env.database_url))
+    return TimelineStore(open_database(gd_env.database_url))
 
 
 class Worker:

@@ -11,10 +11,10 @@ from runbook.actions import ActionRegistry
 from runbook.actions.registry import BUILTIN_MODULES
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome
 from runbook.compiler.params import coerce_params
-from runbook.runtime import Runtime
-from runbook.core.settings import Settings
-from runbook.spec.lint import lint_text
 from runbook.core.events import Event
+from runbook.core.settings import Settings
+from runbook.runtime import Runtime
+from runbook.spec.lint import lint_text
 from runbook.store.timeline import TimelineStore
 
 HEAD = "name: gameday\ntitle: Game day\nowner: sre\n"

@@ -21,9 +21,9 @@ import httpx
 import pytest
 import requests
 import responses
+from runbook_devtools.drills.rabbit_node import RabbitNode
 
 from runbook.core.settings import Settings
-from runbook_devtools.drills.rabbit_node import RabbitNode
 from runbook.store.timeline import TimelineStore
 from tests.gameday.conftest import wait_until
 from tests.gameday.helpers import run_text

@@ -13,8 +13,8 @@ from pathlib import Path
 from runbook.cli import main as cli
 from runbook.compiler.engine import RunOptions, RunOutcome
 from runbook.core.settings import Settings
-from runbook.timeline.reaper import reap_lost_runs
 from runbook.store.timeline import TimelineStore
+from runbook.timeline.reaper import reap_lost_runs
 from tests.gameday.conftest import Worker, wait_until
 from tests.gameday.worker import build_engine
 

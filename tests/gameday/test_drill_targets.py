@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from runbook.cli import main
-from runbook.core.settings import Settings
 from runbook_devtools.drills import run_drill
 from runbook_devtools.drills.faults import FAULTS
 from runbook_devtools.drills.targets import NotLoopback, loopback_problems
+
+from runbook.cli import main
+from runbook.core.settings import Settings
 
 KUBECONFIG = """apiVersion: v1
 kind: Config

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from runbook_devtools.drills.faults import FAULTS, Fault
+from runbook_devtools.drills.kube_standin import KubeWorld
 
 from runbook.actions import ActionContext, Connections, invoke
 from runbook.cli import main
-from runbook.runtime import cached_registry
 from runbook.core.settings import Settings
-from runbook_devtools.drills.faults import FAULTS, Fault
-from runbook_devtools.drills.kube_standin import KubeWorld
+from runbook.runtime import cached_registry
 from tests.gameday.conftest import wait_until
 
 MGMT = "http://127.0.0.1:15672/api"

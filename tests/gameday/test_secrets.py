@@ -24,8 +24,8 @@ import responses
 
 from runbook.core import redact
 from runbook.core.settings import Settings
-from runbook.store.database import Database
 from runbook.store.launches import Launch, launched_here
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.gameday.conftest import wait_until
 from tests.support.kube_api import KubeAPIServer
@@ -161,9 +161,10 @@ def test_canary_secret_never_leaks(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    from runbook_devtools.drills import DrillApprover, _approvers_file
+
     from runbook.compiler.flow import build_flow
     from runbook.runtime import cached_registry
-    from runbook_devtools.drills import DrillApprover, _approvers_file
     from runbook.spec.lint import find_playbook, lint_text
 
     user, amqp_pw = rabbit_user
@@ -250,7 +251,7 @@ def test_canary_secret_never_leaks(
                 c.request.body.decode() if isinstance(c.request.body, bytes) else str(c.request.body)
                 for c in rs.calls
             ]
-        store = TimelineStore(Database.from_url(settings.database_url))
+        store = TimelineStore(open_database(settings.database_url))
         assert {store.get_run(r)["status"] for r in run_ids} <= {"completed", "failed"}
         failed = [e.summary for e in store.events(run_ids[1]) if e.kind == "step.failed"]
         assert len(failed) >= 4, failed  # the failures (and their exception text) really happened

@@ -11,10 +11,10 @@ from runbook.actions import ActionRegistry
 from runbook.approvals.waiting import StoreGate
 from runbook.approvals.wiring import approvals_for
 from runbook.compiler.engine import Engine, RunOptions
-from runbook.runtime import Runtime
 from runbook.core.settings import Settings
+from runbook.runtime import Runtime
 from runbook.spec.lint import load_playbook
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 
 MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "tests.gameday.actions"]
@@ -22,7 +22,7 @@ MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "
 
 def build_engine(settings: Settings, run_id: str, pb_path: str, heartbeat: float):  # type: ignore[no-untyped-def]
     reg = ActionRegistry.from_modules(MODULES)
-    rt = Runtime(settings, reg, TimelineStore(Database.from_url(settings.database_url)))
+    rt = Runtime(settings, reg, TimelineStore(open_database(settings.database_url)))
     pb = load_playbook(pb_path, reg)
     # Outside a flow run the real gate waits on the store; use_prefect=False only skips importing
     # Prefect (seconds per process) to look for a flow run context that cannot exist here.

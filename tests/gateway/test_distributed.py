@@ -19,7 +19,7 @@ import pytest
 
 from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET
 from tests.support.pagerduty_gateway import UvicornThread, free_port, write_playbook
@@ -211,7 +211,7 @@ def test_two_workers_run_each_triggered_run_exactly_once(
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
     assert all(r["run_count"] == 1 for r in runs)
     assert sorted(r["parameters"]["incident"]["id"] for r in runs) == incidents
-    db = Database.from_url(store_url)
+    db = open_database(store_url)
     marks = ",".join("?" * len(incidents))
     rows = db.query(
         f"SELECT run_id, incident_id, status FROM runbook_runs WHERE incident_id IN ({marks})", incidents

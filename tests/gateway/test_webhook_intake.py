@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
-from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.gateway.conftest import OLD_SECRET, SECRET
 from tests.support.pagerduty_payloads import encode, headers, incident_event, service_updated_event, signature
@@ -201,7 +201,7 @@ def test_healthz_503_when_store_unreachable(gw_settings: Settings, tmp_path) -> 
         body = encode(incident_event(incident_id="PSPL001"))
         r = c.post(URL, content=body, headers=headers(body, SECRET))
         assert r.status_code == 202 and r.json()["status"] == "spooled"
-    good = Database.from_url(gw_settings.database_url)
+    good = open_database(gw_settings.database_url)
     gw.db, gw.intake.db = good, good
     assert gw.spool.drain(gw.intake) == 1
     assert gw.intake.claims("PSPL001")[0]["status"] == "pending"

@@ -13,9 +13,9 @@ import pytest
 
 from runbook.actions import ActionRegistry
 from runbook.core.settings import Settings
-from runbook.testing.rehearsal import run_rehearsal
 from runbook.spec.lint import lint_paths
 from runbook.store.timeline import TimelineStore
+from runbook.testing.rehearsal import run_rehearsal
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

@@ -14,9 +14,9 @@ import pytest
 
 from runbook.actions import ActionRegistry
 from runbook.core.settings import Settings
+from runbook.store.timeline import TimelineStore
 from runbook.testing.rehearsal import run_rehearsal
 from runbook.timeline.postmortem import load_followups, render_postmortem
-from runbook.store.timeline import TimelineStore
 
 ROOT = Path(__file__).resolve().parents[2]
 REHEARSALS = ROOT / "tests" / "rehearsals"

@@ -18,11 +18,11 @@ import pytest
 from runbook.actions import ActionContext, ActionError, Connections, default_registry
 from runbook.actions.registry import invoke
 from runbook.cli import main
-from runbook.core.settings import Settings
 from runbook.core.events import Kind
+from runbook.core.settings import Settings
+from runbook.store.timeline import TimelineStore
 from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 from runbook.timeline.recorder import Recorder
-from runbook.store.timeline import TimelineStore
 
 RUN = "run-evil-1"
 MARKER_NAME = "code-ran"

@@ -14,6 +14,7 @@ import pytest
 
 from runbook.gateway.starter import Spool
 from runbook.store.database import Database, StoreError
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 
 
@@ -23,7 +24,7 @@ def mode(path: Path) -> int:
 
 def test_sqlite_store_file_and_folder_are_private(tmp_path: Path) -> None:
     path = tmp_path / "home" / "store" / "runbook.db"
-    store = TimelineStore(Database.from_url(f"sqlite:///{path}"))
+    store = TimelineStore(open_database(f"sqlite:///{path}"))
     store.start_run("r1", "p", params={"incident": {"title": "secret-ish"}})
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
     for extra in path.parent.glob("runbook.db-*"):  # WAL and shared memory follow the file's mode
@@ -34,7 +35,7 @@ def test_existing_world_readable_store_is_tightened(tmp_path: Path) -> None:
     path = tmp_path / "runbook.db"
     path.touch()
     path.chmod(0o644)
-    Database.from_url(f"sqlite:///{path}")
+    open_database(f"sqlite:///{path}")
     assert mode(path) == 0o600
 
 

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from runbook.store.database import Database
 from runbook.core.events import Event, Kind
+from runbook.store.database import Database
+from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -125,8 +126,8 @@ def test_concurrent_appends_from_threads(pg_store: TimelineStore, run_id: str) -
 
 def test_a_second_store_opening_the_same_database(run_id: str) -> None:
     """Several processes open the store: schema creation must be idempotent."""
-    a = TimelineStore(Database.from_url(PG_URL))
-    b = TimelineStore(Database.from_url(PG_URL))
+    a = TimelineStore(open_database(PG_URL))
+    b = TimelineStore(open_database(PG_URL))
     a.start_run(run_id, "p", params={})
     b.append(Event(run_id=run_id, kind=Kind.NOTE, summary="from b"))
     assert [e.summary for e in a.events(run_id)] == ["from b"]
@@ -145,7 +146,7 @@ def test_first_open_of_a_fresh_database_from_several_processes_at_once(postgres_
     def open_store() -> None:
         barrier.wait()
         try:
-            opened.append(Database.from_url(f"postgresql://root@127.0.0.1:5432/{name}"))
+            opened.append(open_database(f"postgresql://root@127.0.0.1:5432/{name}"))
         except Exception as exc:  # noqa: BLE001 - collected for the assertion
             errors.append(exc)
 

@@ -505,8 +505,8 @@ def run_demo() -> tuple[int, DemoResult]:
 def follow_run(t0: float, gateway: str, incident_id: str, result: DemoResult) -> DemoResult:
     """Wait for the run the gateway started, print its timeline live, click the approvals."""
     from runbook.approvals.service import Approvals
-    from runbook.runtime import build_runtime
     from runbook.core.events import Kind
+    from runbook.runtime import build_runtime
 
     rt = build_runtime()
     store = rt.store

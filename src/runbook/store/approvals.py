@@ -16,9 +16,10 @@ from typing import Any
 
 from runbook.core.gate import Decision, GateRequest
 from runbook.core.redact import redact, redact_data
-from runbook.store.database import Database, IntegrityConflict, schema
+from runbook.store.database import Database, IntegrityConflict
 
-schema(
+#: this module's tables (assembled with the others in runbook.store.schema)
+SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS runbook_approval_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         run_id TEXT NOT NULL,

@@ -28,12 +28,6 @@ class IntegrityConflict(StoreError):
     """A unique constraint refused the write (used for dedup and exactly-once records)."""
 
 
-SCHEMA: list[str] = []
-
-
-def schema(*statements: str) -> None:
-    """Modules declare their tables at import; ``Database.ensure_schema`` creates them all."""
-    SCHEMA.extend(statements)
 
 
 def _private_sqlite_file(path: Path) -> None:
@@ -56,8 +50,9 @@ def _private_sqlite_file(path: Path) -> None:
 class Database:
     """Thread-safe access to the store. Use :meth:`from_url`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, schema: tuple[str, ...] = ()) -> None:
         self.url = url
+        self.schema = schema
         self.is_postgres = url.startswith(("postgres://", "postgresql://"))
         self._local = threading.local()
         self._schema_done = False
@@ -68,12 +63,6 @@ class Database:
             self.path = url.removeprefix("sqlite:///") or ":memory:"
             if self.path != ":memory:":
                 _private_sqlite_file(Path(self.path))
-
-    @classmethod
-    def from_url(cls, url: str) -> Database:
-        db = cls(url)
-        db.ensure_schema()
-        return db
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -153,22 +142,14 @@ class Database:
             return cur.query(sql, params)
 
     def ensure_schema(self) -> None:
-        # Import modules that declare tables so the store is complete whoever opens it first.
-        import runbook.store.launches  # noqa: F401
-        import runbook.store.timeline  # noqa: F401
-
-        for extra in ("runbook.store.approvals", "runbook.store.intake", "runbook.store.ledger"):
-            try:
-                __import__(extra)
-            except ModuleNotFoundError:
-                pass
+        """Create the tables this database was given (idempotent; once per process and database)."""
         with self._lock:
             if self._schema_done:
                 return
             with self.transaction() as cur:
                 if self.is_postgres:  # several processes may create the schema at once
                     cur.execute("SELECT pg_advisory_xact_lock(7723001)")
-                for statement in SCHEMA:
+                for statement in self.schema:
                     sql = statement
                     if self.is_postgres:
                         sql = sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")

@@ -21,10 +21,11 @@ from typing import Any
 
 from runbook.core.redact import redact, redact_data
 from runbook.store import launches
-from runbook.store.database import Database, IntegrityConflict, schema
+from runbook.store.database import Database, IntegrityConflict
 from runbook.store.launches import Launch
 
-schema(
+#: this module's tables (assembled with the others in runbook.store.schema)
+SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS runbook_webhook_deliveries (
         delivery_id TEXT PRIMARY KEY,
         event_id TEXT,

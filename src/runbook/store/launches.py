@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.store.database import Database, schema
+from runbook.store.database import Database
 
-schema(
+#: this module's tables (assembled with the others in runbook.store.schema)
+SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS runbook_launches (
         token TEXT PRIMARY KEY,
         trigger TEXT NOT NULL,

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook.core.redact import redact_data
-from runbook.store.database import Database, IntegrityConflict, schema
+from runbook.store.database import Database, IntegrityConflict
 
-schema(
+#: this module's tables (assembled with the others in runbook.store.schema)
+SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS runbook_executions (
         run_id TEXT NOT NULL,
         step_id TEXT NOT NULL,

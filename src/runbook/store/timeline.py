@@ -10,11 +10,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.core.redact import redact, redact_data
-from runbook.store.database import Database, schema
 from runbook.core.events import Event, Kind
+from runbook.core.redact import redact, redact_data
+from runbook.store.database import Database
 
-schema(
+#: this module's tables (assembled with the others in runbook.store.schema)
+SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS runbook_runs (
         run_id TEXT PRIMARY KEY,
         playbook TEXT NOT NULL,

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from runbook.core.settings import Settings
-from runbook_devtools.drills.targets import NotLoopback, require_loopback
 from runbook.store.launches import Launch, launched_here
+from runbook.store.schema import open_database
+from runbook_devtools.drills.targets import NotLoopback, require_loopback
 
 DRILL_PEOPLE = ("drill-approver-1", "drill-approver-2", "drill-approver-3")
 
@@ -89,10 +90,9 @@ class DrillApprover:
 
     def __init__(self, settings: Settings, requested_by: str, *, approve: bool) -> None:
         from runbook.approvals.service import Approvals
-        from runbook.store.database import Database
         from runbook.store.timeline import TimelineStore
 
-        self.approvals = Approvals(settings, TimelineStore(Database.from_url(settings.database_url)))
+        self.approvals = Approvals(settings, TimelineStore(open_database(settings.database_url)))
         self.requested_by, self.approve = requested_by, approve
         self.decisions: list[str] = []
         self._stop = threading.Event()
@@ -172,9 +172,9 @@ def run_drill(
     from runbook.compiler.flow import build_flow
     from runbook.compiler.params import coerce_params
     from runbook.runtime import build_runtime, cached_registry
+    from runbook.spec.lint import find_playbook
     from runbook_devtools.drills.faults import FAULTS
     from runbook_devtools.drills.kube_standin import KubeWorld
-    from runbook.spec.lint import find_playbook
 
     _quiet_prefect()
     settings = Settings.from_env()

@@ -3,7 +3,7 @@
 No kube-apiserver can be had on these machines (see shared/NOTES.md), and the official client talks
 urllib3 (and websocket-client for exec), so HTTP mocking libraries cannot intercept it. This package is
 a small threaded HTTPS server that speaks enough of the real API, with real status codes and ``Status``
-bodies, for the actions in ``runbook.actions.kubernetes.actions`` *and the real kubectl* to be driven end to end:
+bodies, for the actions in ``runbook.actions.kubernetes`` *and the real kubectl* to be driven end to end:
 
 - discovery (``/version``, ``/api``, ``/apis``, resource lists with verbs, short names, subresources)
   — :mod:`.resources`;

@@ -1,1 +1,3 @@
-"""Kafka: consumer lag, cluster health, canary produce, guarded offset reset (confluent-kafka in ``client``)."""
+"""Kafka: consumer lag, cluster health, canary produce, guarded offset reset.
+
+confluent-kafka is imported in ``client`` only."""
