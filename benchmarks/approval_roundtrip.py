@@ -114,17 +114,16 @@ class Bench:
         import uvicorn
         from fastapi import FastAPI
 
-        from runbook.approvals.wiring import approvals_for
         from runbook.compiler.flow import build_flow
         from runbook.gateway.slack_routes import get_approvals, router
-        from runbook.runtime import build_runtime
+        from runbook.runtime import build_runtime, from_environment
         from runbook.spec.lint import lint_text
 
         self.rt = build_runtime()
-        self.approvals = approvals_for(self.rt)
+        self.approvals = self.rt.approvals()
         pb, problems = lint_text(PLAYBOOK, "bench.yaml", self.rt.registry)
         assert not problems, problems
-        self.flow = build_flow(pb)
+        self.flow = build_flow(pb, from_environment)
         app = FastAPI()
         app.include_router(router)
         app.dependency_overrides[get_approvals] = lambda: self.approvals

@@ -49,7 +49,6 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
     from runbook_devtools.drills.kube_standin import KubeWorld, Workload
 
     from runbook.approvals.policy import Identity
-    from runbook.approvals.service import Approvals
     from runbook.cli import _quiet_prefect
     from runbook.compiler.flow import build_flow
     from runbook.core.settings import Settings
@@ -69,7 +68,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
         for name in ("daily-hygiene", "stuck-queue", "backlog-triage")
     }
     os.environ["RUNBOOK_APPROVERS"] = str(_approvers_file(books["backlog-triage"], tmp))
-    flows = {name: build_flow(pb, registry=registry) for name, pb in books.items()}
+    flows = {name: build_flow(pb, lambda: build_runtime(registry=registry)) for name, pb in books.items()}
     settings = Settings.from_env()
     store = build_runtime().store
     tag = uuid.uuid4().hex[:6]
@@ -142,8 +141,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
         for t in threads:
             t.start()
         waiting_expected = sum(1 for p in plans if p[2].endswith("-wait"))
-        approvals = Approvals(settings, store)
-        approvals.resume_directly = True  # type: ignore[attr-defined]
+        approvals = build_runtime(settings).approvals()
 
         def waiting_rows() -> list[Any]:
             return [r for r in approvals.store.pending() if r.request.requested_by == f"load-{tag}-wait"]
@@ -164,7 +162,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
         settle_seconds = time.monotonic() - started
         # the waiting runs: still running, approval pending, heartbeat fresh, not reapable, Prefect Paused
         wait_ok = 0
-        reaped = reap_lost_runs(store, max(10.0, heartbeat * 5), prefect=False)
+        reaped = reap_lost_runs(store, max(10.0, heartbeat * 5))
         for row in waiting_rows():
             run = store.get_run(row.run_id) or {}
             fr = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{row.run_id}", timeout=10).json()

@@ -48,6 +48,7 @@ def main() -> None:
     from runbook.compiler.flow import build_flow
     from runbook.core.expressions import render_value
     from runbook.core.settings import Settings
+    from runbook.runtime import from_environment
     from runbook.spec.lint import load_playbook
 
     registry = default_registry()
@@ -65,7 +66,7 @@ def main() -> None:
     import io
 
     def timed_flow(playbook) -> float:  # type: ignore[no-untyped-def]
-        flow = build_flow(playbook)
+        flow = build_flow(playbook, from_environment)
         with contextlib.redirect_stdout(io.StringIO()):
             t0 = time.perf_counter()
             state = flow(return_state=True)

@@ -20,6 +20,7 @@ if str(ROOT / "src") not in sys.path and not any(Path(p, "runbook").is_dir() for
 
 from runbook.compiler.flow import build_flow  # noqa: E402
 from runbook.deploy import load_playbooks  # noqa: E402
+from runbook.runtime import from_environment  # noqa: E402
 
 
 def playbooks_folder() -> Path:
@@ -36,6 +37,6 @@ def attribute(name: str) -> str:
 
 FLOWS: dict[str, Any] = {}
 for _playbook in load_playbooks(playbooks_folder()):
-    FLOWS[attribute(_playbook.name)] = build_flow(_playbook)
+    FLOWS[attribute(_playbook.name)] = build_flow(_playbook, from_environment)
 globals().update(FLOWS)
 __all__ = sorted(FLOWS)

@@ -63,10 +63,11 @@ def schedules_for(playbook: Playbook) -> list[Any]:
 def deployments_for(playbooks: list[Playbook], name: str = DEPLOYMENT_NAME) -> list[Any]:
     """One ``RunnerDeployment`` per playbook (flow name = playbook name)."""
     from runbook.compiler.flow import build_flow
+    from runbook.runtime import from_environment
 
     deployments = []
     for pb in playbooks:
-        deployment = build_flow(pb).to_deployment(
+        deployment = build_flow(pb, from_environment).to_deployment(
             name=name,
             schedules=schedules_for(pb),
             tags=["runbook", f"owner:{pb.owner}"],
@@ -217,12 +218,12 @@ def serve_command(args: argparse.Namespace) -> int:
     limit = int(getattr(args, "limit", 10) or 10)
     if fast_lane:
         from runbook.compiler.flow import build_flow
+        from runbook.runtime import from_environment
 
-        FastLane({pb.name: build_flow(pb) for pb in playbooks}, limit=limit).start()
+        FastLane({pb.name: build_flow(pb, from_environment) for pb in playbooks}, limit=limit).start()
     from runbook.runtime import build_runtime
-    from runbook.timeline.reaper import Reaper
 
-    Reaper(build_runtime(settings).store, prefect=True).start()  # runs whose worker died -> crashed
+    build_runtime(settings).reaper().start()  # runs whose worker died -> crashed
     names = ", ".join(f"{pb.name}/{DEPLOYMENT_NAME}" for pb in playbooks)
     print(f"serving {len(playbooks)} playbook(s): {names}", flush=True)
     serve(*deployments, limit=limit, pause_on_shutdown=False, print_starting_message=False)

@@ -19,9 +19,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from runbook.actions import ActionRegistry
+from runbook.approvals.pausing import NoPauser
 from runbook.approvals.service import Approvals
 from runbook.core.settings import Settings
 from runbook.gateway.slack_routes import get_approvals, router
+from runbook.runtime import Runtime, cached_registry
 from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.approvals.helpers import BackgroundRun
@@ -109,9 +111,8 @@ def timeline(slack_env: Settings) -> TimelineStore:
 
 @pytest.fixture
 def approvals(slack_env: Settings, timeline: TimelineStore) -> Approvals:
-    a = Approvals(slack_env, timeline)
-    a.resume_directly = False  # type: ignore[attr-defined]  # no Prefect run in engine-level tests
-    return a
+    # wired as the composition root wires it (Slack thread, flusher), without Prefect: no flow runs here
+    return Runtime(slack_env, cached_registry(), timeline, pauser=NoPauser()).approvals()
 
 
 @pytest.fixture

@@ -168,11 +168,11 @@ def test_run_cli_refuses_to_run_as_someone_else(capsys: pytest.CaptureFixture[st
 
 def test_requester_cannot_be_a_flow_parameter(slack_env: Settings) -> None:
     from runbook.compiler.flow import build_flow
-    from runbook.runtime import cached_registry
+    from runbook.runtime import cached_registry, from_environment
     from runbook.spec.lint import find_playbook
 
     pb = find_playbook("stuck-queue", Path("playbooks"), cached_registry())
-    flow = build_flow(pb)
+    flow = build_flow(pb, from_environment)
     for forged in ({"requested_by": "pagerduty"}, {"trigger": "schedule"}):
         with pytest.raises(Exception, match="unexpected keyword argument"):
             flow(**forged, dry_run=True)

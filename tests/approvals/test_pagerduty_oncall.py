@@ -14,8 +14,7 @@ from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
 from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
-from runbook.store.schema import open_database
-from runbook.store.timeline import TimelineStore
+from runbook.runtime import build_runtime
 
 API = "https://api.pagerduty.com"
 FILE = """
@@ -62,7 +61,7 @@ def approvals(tmp_path: Path) -> Approvals:
         approvers_file=tmp_path / "approvers.yaml",
         pagerduty_api_token="pd-token-for-tests",
     )
-    return Approvals(settings, TimelineStore(open_database(settings.database_url)))
+    return build_runtime(settings).approvals()  # the composition root wires the on-call source
 
 
 def test_on_call_people_may_approve_and_others_may_not(tmp_path: Path) -> None:

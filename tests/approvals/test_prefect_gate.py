@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from runbook.approvals.service import Approvals
 from runbook.compiler.flow import build_flow
 from runbook.core.settings import Settings
-from runbook.runtime import cached_registry
+from runbook.runtime import cached_registry, from_environment
 from runbook.slack.blocks import ApprovalAction
 from runbook.spec.lint import lint_text
 from runbook.store.launches import Launch, launched_here
@@ -64,7 +64,7 @@ class FlowThread:
     def __init__(self, timeout: str, queue: str) -> None:
         pb, problems = lint_text(TEXT.replace("TIMEOUT", timeout), "p.yaml", cached_registry())
         assert not problems, problems
-        self.flow = build_flow(pb)
+        self.flow = build_flow(pb, from_environment)
         self.state: Any = None
         self.thread = threading.Thread(target=self._run, args=(queue,), daemon=True)
         self.thread.start()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from runbook.compiler.flow import build_flow
+from runbook.runtime import from_environment
 from runbook.spec.lint import lint_text
 
 TEXT = """
@@ -56,7 +57,7 @@ def task_runs(api: str, flow_run_id: str) -> list[dict]:
 def test_flow_has_signature_and_step_named_task_runs(prefect_server: str, env_store: str, registry) -> None:
     pb, problems = lint_text(TEXT, "t.yaml", registry)
     assert not problems
-    flow = build_flow(pb)
+    flow = build_flow(pb, from_environment)
     assert flow.name == "flow-test"
     props = flow.parameters.properties
     assert {"queue", "limit", "incident", "launch", "dry_run"} <= set(props)
@@ -81,7 +82,7 @@ def test_flow_has_signature_and_step_named_task_runs(prefect_server: str, env_st
 
 def test_flow_rejects_bad_parameter_types(prefect_server: str, env_store: str, registry) -> None:
     pb, _ = lint_text(TEXT, "t.yaml", registry)
-    state = build_flow(pb)(limit="many", return_state=True)
+    state = build_flow(pb, from_environment)(limit="many", return_state=True)
     assert state.is_failed()
 
 

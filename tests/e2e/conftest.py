@@ -96,11 +96,9 @@ class Approver:
     on_request: dict[str, Callable[[GateRequest], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from runbook.approvals.service import Approvals
+        from runbook.runtime import build_runtime
 
-        self.approvals = Approvals(
-            self.settings, TimelineStore(open_database(self.settings.database_url))
-        )
+        self.approvals = build_runtime(self.settings).approvals()
         self.store = self.approvals.store
         self._stop = threading.Event()
         self._seen: set[int] = set()
@@ -187,13 +185,13 @@ def run_playbook(playbook: str, params: dict[str, Any], requested_by: str) -> Ru
     """Run a shipped playbook as its Prefect flow (real engine, real gate, real registry)."""
     from runbook.compiler.flow import build_flow
     from runbook.compiler.params import coerce_params
-    from runbook.runtime import cached_registry
+    from runbook.runtime import cached_registry, from_environment
     from runbook.spec.lint import find_playbook
 
     settings = Settings.from_env()
     pb = find_playbook(playbook, Path(__file__).resolve().parents[2] / "playbooks", cached_registry())
     with launched_here(Launch("e2e", f"unix:{requested_by}")):
-        state = build_flow(pb)(**coerce_params(pb, params), return_state=True)
+        state = build_flow(pb, from_environment)(**coerce_params(pb, params), return_state=True)
     run_id = str(state.state_details.flow_run_id)
     store = TimelineStore(open_database(settings.database_url))
     run = store.get_run(run_id) or {}

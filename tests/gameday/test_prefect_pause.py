@@ -12,7 +12,7 @@ import pytest
 
 from runbook.cli import main as cli
 from runbook.compiler.flow import build_flow
-from runbook.runtime import cached_registry
+from runbook.runtime import cached_registry, from_environment
 from runbook.spec.lint import lint_text
 from runbook.timeline.reaper import reap_lost_runs
 from tests.gameday.conftest import wait_until
@@ -35,7 +35,7 @@ def test_paused_flow_run_keeps_its_heartbeat(
     monkeypatch.setenv("RUNBOOK_HEARTBEAT_SECONDS", "0.3")
     pb, problems = lint_text(PLAYBOOK.format(u=uuid.uuid4().hex[:6]), "p.yaml", cached_registry())
     assert not problems
-    flow = build_flow(pb)
+    flow = build_flow(pb, from_environment)
     box: dict[str, Any] = {}
     t = threading.Thread(target=lambda: box.update(state=flow(return_state=True)), daemon=True)
     t.start()

@@ -164,7 +164,7 @@ def test_canary_secret_never_leaks(
     from runbook_devtools.drills import DrillApprover, _approvers_file
 
     from runbook.compiler.flow import build_flow
-    from runbook.runtime import cached_registry
+    from runbook.runtime import cached_registry, from_environment
     from runbook.spec.lint import find_playbook, lint_text
 
     user, amqp_pw = rabbit_user
@@ -242,7 +242,7 @@ def test_canary_secret_never_leaks(
                 approver = DrillApprover(settings, f"canary-{pb.name}", approve=True).start()
                 try:
                     with launched_here(Launch("pagerduty", f"unix:canary-{pb.name}", incident)):
-                        state = build_flow(pb)(**params, return_state=True)
+                        state = build_flow(pb, from_environment)(**params, return_state=True)
                 finally:
                     approver.stop()
                 run_ids.append(str(state.state_details.flow_run_id))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 from runbook.actions import ActionRegistry
+from runbook.approvals.pausing import NoPauser
 from runbook.approvals.waiting import StoreGate
-from runbook.approvals.wiring import approvals_for
 from runbook.compiler.engine import Engine, RunOptions
 from runbook.core.settings import Settings
 from runbook.runtime import Runtime
@@ -22,11 +22,11 @@ MODULES = ["runbook.actions.core.actions", "runbook.actions.timeline.actions", "
 
 def build_engine(settings: Settings, run_id: str, pb_path: str, heartbeat: float):  # type: ignore[no-untyped-def]
     reg = ActionRegistry.from_modules(MODULES)
-    rt = Runtime(settings, reg, TimelineStore(open_database(settings.database_url)))
+    rt = Runtime(settings, reg, TimelineStore(open_database(settings.database_url)), pauser=NoPauser())
     pb = load_playbook(pb_path, reg)
-    # Outside a flow run the real gate waits on the store; use_prefect=False only skips importing
-    # Prefect (seconds per process) to look for a flow run context that cannot exist here.
-    gate = StoreGate(approvals_for(rt), console=True, use_prefect=False)
+    # Outside a flow run the real gate waits on the store; NoPauser only skips importing Prefect
+    # (seconds per process) to look for a flow run context that cannot exist here.
+    gate = StoreGate(rt.approvals(), console=True)
     engine = Engine(
         settings, reg, rt.store, gate=gate, sinks=rt.sinks(run_id, pb), heartbeat_seconds=heartbeat
     )

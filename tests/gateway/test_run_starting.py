@@ -23,6 +23,7 @@ import pytest
 from runbook.compiler.flow import build_flow
 from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
+from runbook.runtime import from_environment
 from runbook.spec.lint import load_playbook
 from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET
@@ -35,7 +36,7 @@ from tests.support.waiting import wait_until as wait_for
 def deployment(prefect_server: str, gw_settings: Settings, playbook_name: str, registry):  # type: ignore[no-untyped-def]
     """The test playbook registered as ``<name>/runbook`` (not served: runs stay Scheduled)."""
     pb = load_playbook(gw_settings.playbooks / f"{playbook_name}.yaml", registry)
-    dep_id = str(build_flow(pb).to_deployment(name="runbook").apply())
+    dep_id = str(build_flow(pb, from_environment).to_deployment(name="runbook").apply())
     yield dep_id
     httpx.delete(f"{prefect_server}/deployments/{dep_id}", timeout=10)
 

@@ -33,6 +33,6 @@ def approvers_yaml(
 
 
 def current_login() -> str:
-    from runbook.approvals.cli import operating_system_user
+    from runbook.approvals.policy import operating_system_user
 
     return operating_system_user()

@@ -504,13 +504,12 @@ def run_demo() -> tuple[int, DemoResult]:
 
 def follow_run(t0: float, gateway: str, incident_id: str, result: DemoResult) -> DemoResult:
     """Wait for the run the gateway started, print its timeline live, click the approvals."""
-    from runbook.approvals.service import Approvals
     from runbook.core.events import Kind
     from runbook.runtime import build_runtime
 
     rt = build_runtime()
     store = rt.store
-    approvals = Approvals(rt.settings, store)
+    approvals = rt.approvals()
     end = time.monotonic() + DEADLINE_SECONDS
     run: dict[str, Any] | None = None
     while run is None and time.monotonic() < end:

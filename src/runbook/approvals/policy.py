@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pwd
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -303,3 +305,8 @@ class PolicyFile:
                     self._policy = ApproverPolicy(error=str(exc), source=str(self.path))
                 self._mtime = mtime
             return self._policy
+
+
+def operating_system_user() -> str:
+    """The effective user's login name (environment variables cannot change it)."""
+    return pwd.getpwuid(os.geteuid()).pw_name

@@ -4,24 +4,30 @@ A channel identifies the person (a verified Slack request, or the local operator
 calls :meth:`Approvals.vote`. The policy is checked, the vote recorded in the store, and every
 outcome becomes a timeline event (approved, denied, expired, refused, or a partial-quorum note) with
 actor, time, reason and plan hash. The waiting run learns of the decision from the store, and the
-deciding channel also nudges the paused Prefect run directly so it resumes without waiting a tick.
+deciding channel also nudges the paused run directly so it resumes without waiting a tick.
+
+This layer knows neither Slack nor Prefect: where timeline events of a run go (``sinks_for``), how
+queued Slack messages are flushed (``flush``), how a paused run is resumed (``pauser``) and which
+role sources expand approvers (``role_sources``) are handed in by the composition root
+(:mod:`runbook.runtime`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.approvals.policy import Identity, PolicyFile
-from runbook.store.approvals import ApprovalStore, RequestRow
-from runbook.core.settings import Settings
+from runbook.approvals.pausing import NoPauser, RunPauser
+from runbook.approvals.policy import Identity, PolicyFile, RoleSource
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
-from runbook.timeline.recorder import Recorder, Sink
+from runbook.core.settings import Settings
+from runbook.store.approvals import ApprovalStore, RequestRow
 from runbook.store.timeline import TimelineStore
+from runbook.timeline.recorder import Recorder, Sink
 
 log = logging.getLogger("runbook.approvals")
 
@@ -42,38 +48,32 @@ def short(digest: str) -> str:
     return digest[:12]
 
 
-def role_sources(settings: Settings) -> dict[str, Any]:
-    """``pagerduty:<id>`` approvers: who is on call now, when a PagerDuty token is configured."""
-    if not settings.pagerduty_api_token:
-        return {}
-    from runbook.actions.pagerduty.actions import oncall_role_source
-
-    return {"pagerduty": oncall_role_source(settings)}
-
-
 class Approvals:
     """Approval decisions over one runbook store (any process: flow run, gateway, CLI)."""
 
-    def __init__(self, settings: Settings, timeline: TimelineStore, *, sinks_for: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        timeline: TimelineStore,
+        *,
+        sinks_for: Callable[[str], Iterable[Sink]] | None = None,
+        flush: Callable[[], None] | None = None,
+        pauser: RunPauser | None = None,
+        role_sources: dict[str, RoleSource] | None = None,
+    ) -> None:
         self.settings = settings
         self.timeline = timeline
         self.store = ApprovalStore(timeline.db)
-        self.policy = PolicyFile(settings.approvers_file, sources=role_sources(settings))
+        self.policy = PolicyFile(settings.approvers_file, sources=role_sources)
         self._sinks_for = sinks_for
+        self._flush = flush
+        self.pauser: RunPauser = pauser or NoPauser()
 
     # -- timeline ------------------------------------------------------------------------------
     def recorder_for(self, run_id: str) -> Recorder:
         """A recorder for a run this process does not execute (gateway, CLI): store + Slack thread."""
         run = self.timeline.get_run(run_id) or {}
-        sinks: list[Sink] = []
-        if self._sinks_for is not None:
-            sinks = list(self._sinks_for(run_id))
-        else:
-            from runbook.slack.sink import sink_for_settings
-
-            slack = sink_for_settings(self.settings, self.timeline, run_id)
-            if slack is not None:
-                sinks.append(slack)
+        sinks: list[Sink] = list(self._sinks_for(run_id)) if self._sinks_for is not None else []
         return Recorder(self.timeline, run_id, incident_id=run.get("incident_id"), sinks=sinks)
 
     @staticmethod
@@ -202,64 +202,19 @@ class Approvals:
 
     def flush_slack(self) -> None:
         """Short-lived processes (CLI): post what this decision queued before exiting."""
-        if not self.settings.slack_bot_token:
+        if self._flush is None:
             return
-        from runbook.slack.sink import flush_outbox
-
         try:
-            flush_outbox(self.settings, self.timeline)
+            self._flush()
         except Exception as exc:  # noqa: BLE001 - stays in the outbox for the next flusher
             log.warning("slack flush: %s", exc)
 
     # -- resuming the paused run ---------------------------------------------------------------
     def nudge(self, row: RequestRow) -> None:
-        """Best effort: resume the paused Prefect run now (its watcher would do it within a tick)."""
-        if not row.flow_run_id or not getattr(self, "resume_directly", True):
+        """Best effort: resume the paused run now (its watcher would do it within a tick)."""
+        if not row.flow_run_id:
             return
         try:
-            resume_if_waiting(row.flow_run_id, row.id, row.status)
+            self.pauser.resume(row.flow_run_id, row.id, row.status)
         except Exception as exc:  # noqa: BLE001 - the waiting run's own watcher is the guarantee
             log.debug("resume of flow run %s not done here: %s", row.flow_run_id, exc)
-
-
-PAUSE_KEY_PREFIX = "rb-approval-"
-
-
-def pause_key(request_id: int, nonce: str) -> str:
-    return f"{PAUSE_KEY_PREFIX}{request_id}-{nonce}"
-
-
-_client_lock = threading.Lock()
-_client: Any = None
-
-
-def _prefect_client() -> Any:
-    """One sync Prefect client per process for resumes (building one costs ~100 ms)."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            from prefect.client.orchestration import get_client
-
-            _client = get_client(sync_client=True).__enter__()
-        return _client
-
-
-def resume_if_waiting(flow_run_id: str, request_id: int, outcome: str) -> bool:
-    """Resume the run only if it is paused *for this request* (never another step's pause)."""
-    from uuid import UUID
-
-    client = _prefect_client()
-    run = client.read_flow_run(UUID(flow_run_id))
-    state = run.state
-    if state is None or not state.is_paused():
-        return False
-    key = state.state_details.pause_key or ""
-    if not key.startswith(f"{PAUSE_KEY_PREFIX}{request_id}-"):
-        return False
-    result = client.resume_flow_run(
-        UUID(flow_run_id), run_input={"request_id": request_id, "outcome": outcome}
-    )
-    # Prefect sets Paused *before* it saves the run-input schema; a resume in between is REJECTed
-    # ("Run input schema not found") without an exception. Report it as not resumed so the watcher
-    # tries again on its next tick, else the approved run stays paused until its pause times out.
-    return getattr(result.status, "value", result.status) == "ACCEPT"

@@ -1,7 +1,8 @@
 """The gate a run blocks on: record the request, announce it, wait for the store to hold a decision.
 
-Inside a Prefect flow run the gate pauses the run (``pause_flow_run`` with a typed input, so the
-Prefect UI shows what is waiting and no CPU is burnt); a process-wide :class:`Watcher` thread reads
+Inside an orchestrator run the gate parks the run through the :class:`RunPauser` it was given (in
+production Prefect's ``pause_flow_run`` with a typed input, so the Prefect UI shows what is waiting
+and no CPU is burnt); a process-wide :class:`Watcher` thread reads
 the store and resumes the run once a decision is recorded or the approval's own timeout passed.
 Prefect's pause timeout is set beyond ours and never fires (it would fail the run). Whatever input a
 resume carries, the gate trusts only the store: a resume without a recorded decision (e.g. forged in
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.core.gate import Decision, GateRequest, Recorder
-from runbook.approvals.service import Approvals, pause_key, resume_if_waiting, short
-from runbook.store.approvals import RequestRow
+from runbook.approvals.service import Approvals, short
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
+from runbook.core.gate import Decision, GateRequest, Recorder
+from runbook.store.approvals import RequestRow
 
 log = logging.getLogger("runbook.approvals")
 
@@ -99,11 +100,10 @@ class Watcher:
                 w.resuming = True  # resumes run in parallel: one slow API call must not hold the others
                 self._pool.submit(self._resume, w)
 
-    @staticmethod
-    def _resume(w: _Waiter) -> None:
+    def _resume(self, w: _Waiter) -> None:
         try:
             if w.flow_run_id:
-                w.resumed = resume_if_waiting(w.flow_run_id, w.request_id, w.status)
+                w.resumed = self.approvals.pauser.resume(w.flow_run_id, w.request_id, w.status)
         except Exception as exc:  # noqa: BLE001 - retried next tick
             log.debug("resume %s: %s", w.flow_run_id, exc)
         finally:
@@ -123,36 +123,15 @@ def watcher_for(approvals: Approvals) -> Watcher:
         return _watchers[key]
 
 
-def approval_input_model() -> type:
-    """The typed input a paused run waits for (Prefect validates it; the store decides)."""
-    from prefect.input import RunInput
-
-    class ApprovalInput(RunInput):
-        request_id: int
-        outcome: str
-
-    return ApprovalInput
-
-
-def _current_flow_run_id() -> str | None:
-    try:
-        from prefect.context import FlowRunContext
-    except ImportError:
-        return None
-    ctx = FlowRunContext.get()
-    return str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None
-
-
 class StoreGate:
     """The real gate (``Runtime.gate()``): durable requests, policy-checked channels, expiry."""
 
-    def __init__(self, approvals: Approvals, *, console: bool = False, use_prefect: bool = True) -> None:
+    def __init__(self, approvals: Approvals, *, console: bool = False) -> None:
         self.approvals = approvals
         self.console = console
-        self.use_prefect = use_prefect
 
     def request(self, req: GateRequest, recorder: Recorder) -> Decision:
-        flow_run_id = _current_flow_run_id() if self.use_prefect else None
+        flow_run_id = self.approvals.pauser.current_run_id()
         earlier = self._earlier(req)
         if isinstance(earlier, Decision):
             return earlier
@@ -237,23 +216,14 @@ class StoreGate:
             print(console_instructions(row, who), flush=True)
 
     def _pause_until_decided(self, row: RequestRow, waiter: _Waiter, recorder: Recorder) -> None:
-        from prefect.flow_runs import pause_flow_run
-
-        model = approval_input_model()
         while not waiter.done.is_set():
             left = (row.expires_at - datetime.now(UTC)).total_seconds()
             timeout = int(math.ceil(max(left, 0) + PAUSE_MARGIN_SECONDS))
             waiter.resumed = False
-            got = pause_flow_run(
-                wait_for_input=model,
-                timeout=timeout,
-                poll_interval=1,
-                key=pause_key(row.id, uuid.uuid4().hex[:8]),
-            )
+            request_id, outcome = self.approvals.pauser.pause(row.id, uuid.uuid4().hex[:8], timeout)
             current = self.approvals.store.get(row.id)
             if current is not None and current.decided:
                 return
-            request_id = getattr(got, "request_id", None)
             other = self.approvals.store.get(request_id) if isinstance(request_id, int) else None
             if other is not None and other.id != row.id and other.decided:
                 continue  # a late resume meant for an earlier request of this run: not a decision
@@ -267,7 +237,7 @@ class StoreGate:
                     "request_id": row.id,
                     "plan_hash": row.plan_hash,
                     "channel": "prefect-api",
-                    "claimed": {"request_id": request_id, "outcome": getattr(got, "outcome", None)},
+                    "claimed": {"request_id": request_id, "outcome": outcome},
                 },
             )
 

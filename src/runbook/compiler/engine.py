@@ -26,17 +26,17 @@ from pydantic import BaseModel, ValidationError
 
 from runbook.actions.context import ActionContext, ActionError, Connections
 from runbook.actions.registry import ActionRegistry, ActionSpec, describe
-from runbook.core.gate import Decision, Gate, GateRequest, RefusingGate, plan_hash
 from runbook.core.bounded import DeadlineExceeded, run_bounded
-from runbook.core.expressions import ExpressionError, Obj, evaluate_condition, render_value, wrap
-from runbook.store.ledger import Ledger
-from runbook.core.settings import Settings
-from runbook.core.redact import redact, redact_data
 from runbook.core.durations import format_duration
-from runbook.spec.models import Playbook, Step
 from runbook.core.events import Kind
-from runbook.timeline.recorder import Recorder, Sink
+from runbook.core.expressions import ExpressionError, Obj, evaluate_condition, render_value, wrap
+from runbook.core.gate import Decision, Gate, GateRequest, RefusingGate, plan_hash
+from runbook.core.redact import redact, redact_data
+from runbook.core.settings import Settings
+from runbook.spec.models import Playbook, Step
+from runbook.store.ledger import Ledger
 from runbook.store.timeline import TimelineStore
+from runbook.timeline.recorder import Recorder, Sink
 
 log = logging.getLogger("runbook.engine")
 EXIT_CODES = {"completed": 0, "failed": 1, "denied": 2, "aborted": 2, "crashed": 1}

@@ -11,14 +11,17 @@ outputs are redacted and never persisted as Prefect results (``persist_result=Fa
 from __future__ import annotations
 
 import inspect
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runbook.actions.registry import ActionRegistry, ActionSpec
+from runbook.actions.registry import ActionSpec
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
 from runbook.compiler.params import coerce_params
+from runbook.compiler.wiring import RunWiring, WiringFactory
 from runbook.spec.models import Playbook, Step
 from runbook.store import launches
+
+if TYPE_CHECKING:
+    from prefect import Flow
 
 SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
@@ -70,17 +73,13 @@ def run_playbook_here(
     playbook: Playbook,
     run_id: str,
     kwargs: dict[str, Any],
+    wiring: RunWiring,
     *,
     prefect: bool,
-    registry: ActionRegistry | None = None,
     auto_scheduled: bool = False,
 ) -> RunOutcome:
-    """Execute ``playbook`` in this process with runtime wiring from the environment.
-
-    ``registry`` replaces the built-in one (drills answer Kubernetes from a stand-in)."""
-    from runbook.runtime import build_runtime
-
-    rt = build_runtime(registry=registry)
+    """Execute ``playbook`` in this process with the collaborators ``wiring`` provides."""
+    rt = wiring
     system = {k: kwargs.pop(k) for k in SYSTEM_PARAMS if k in kwargs}
     launch = launches.resolve(rt.store.db, system.get("launch"), run_id, auto_scheduled=auto_scheduled)
     incident = launch.incident if launch.incident is not None else system.get("incident")
@@ -92,7 +91,7 @@ def run_playbook_here(
         sinks=rt.sinks(run_id, playbook),
         step_runner=prefect_step_runner(playbook) if prefect else direct_runner,
         # how often the run proves it is alive (the reaper's threshold must be several beats)
-        heartbeat_seconds=float(os.environ.get("RUNBOOK_HEARTBEAT_SECONDS") or 10.0),
+        heartbeat_seconds=rt.settings.heartbeat_seconds,
     )
     opts = RunOptions(
         run_id=run_id,
@@ -105,8 +104,11 @@ def run_playbook_here(
     return engine.run(playbook, opts)
 
 
-def build_flow(playbook: Playbook, registry: ActionRegistry | None = None):  # type: ignore[no-untyped-def]
-    """A Prefect ``Flow`` that runs ``playbook``; its final state mirrors the run's status."""
+def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
+    """A Prefect ``Flow`` that runs ``playbook``; its final state mirrors the run's status.
+
+    ``wiring`` is called once per flow run (in the process that executes it) for the run's
+    collaborators: see :mod:`runbook.runtime` (``Runtime.flow``), the one place that builds them."""
     from prefect import flow
     from prefect.runtime import flow_run
     from prefect.states import Completed, Failed
@@ -120,8 +122,8 @@ def build_flow(playbook: Playbook, registry: ActionRegistry | None = None):  # t
             playbook,
             str(flow_run.id),
             dict(kwargs),
+            wiring(),
             prefect=True,
-            registry=registry,
             auto_scheduled=scheduled,
         )
         summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}

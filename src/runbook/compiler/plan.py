@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.actions.registry import ActionRegistry
-from runbook.core.expressions import ExpressionError, is_expression, render_value
 from runbook.core.durations import format_duration
+from runbook.core.expressions import ExpressionError, is_expression, render_value
 from runbook.spec.models import Playbook, Step
 
 

@@ -48,6 +48,10 @@ class Settings:
     slack_team_id: str | None = None
     #: an operator's folder of postmortem templates (besides the packaged ones); none: packaged only
     templates_dir: Path | None = None
+    #: how often a run proves it is alive (the reaper's threshold must be several beats)
+    heartbeat_seconds: float = 10.0
+    #: runbook serve also answers runs in-process (the fast lane) besides Prefect's runner
+    fast_lane: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +78,8 @@ class Settings:
             public_url=e.get("RUNBOOK_PUBLIC_URL") or cls.public_url,
             slack_team_id=e.get("RUNBOOK_SLACK_TEAM_ID") or None,
             templates_dir=Path(e["RUNBOOK_TEMPLATES"]) if e.get("RUNBOOK_TEMPLATES") else None,
+            heartbeat_seconds=float(e.get("RUNBOOK_HEARTBEAT_SECONDS") or cls.heartbeat_seconds),
+            fast_lane=(e.get("RUNBOOK_FAST_LANE") or "1") != "0",
         )
 
     def secrets(self) -> list[str]:

@@ -23,10 +23,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from runbook.core.redact import redact
 from runbook.core.settings import Settings, data_dir
 from runbook.gateway import metrics
 from runbook.gateway.bodies import BodyTooLarge, read_limited
-from runbook.store.intake import Accepted, IntakeStore
 from runbook.gateway.pagerduty_events import (
     MalformedEvent,
     PlaybookCatalog,
@@ -35,8 +35,9 @@ from runbook.gateway.pagerduty_events import (
     verify_signature,
 )
 from runbook.gateway.starter import RunStarter, Spool, resolved_note
-from runbook.core.redact import redact
+from runbook.runtime import Runtime, build_runtime
 from runbook.store.database import Database
+from runbook.store.intake import Accepted, IntakeStore
 from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.gateway")
@@ -55,27 +56,18 @@ class Gateway:
     catalog: PlaybookCatalog
     starter: RunStarter
     spool: Spool
+    runtime: Runtime
 
 
-def _gateway(source: Any, prefect_api_url: str | None) -> Gateway:
-    from runbook.core import redact as redactor
-
-    if source is None or isinstance(source, Settings):
-        settings = source or Settings.from_env()
-        db = Database.from_url(settings.database_url)
-        registry = None
-    else:  # a compiler.runtime.Runtime
-        settings, db, registry = source.settings, source.store.db, source.registry
-        db.ensure_schema()
-    redactor.register(settings.secrets())
-    intake, timeline = IntakeStore(db), TimelineStore(db)
+def _gateway(runtime: Runtime, prefect_api_url: str | None) -> Gateway:
+    settings, db = runtime.settings, runtime.store.db
+    intake, timeline = IntakeStore(db), runtime.store
     spool = Spool(
         data_dir() / "gateway-spool" / hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
     )
     starter = RunStarter(intake, timeline, prefect_api_url or settings.prefect_api_url, spool=spool)
-    return Gateway(
-        settings, db, intake, timeline, PlaybookCatalog(settings.playbooks, registry), starter, spool
-    )
+    catalog = PlaybookCatalog(settings.playbooks, runtime.registry)
+    return Gateway(settings, db, intake, timeline, catalog, starter, spool, runtime)
 
 
 def _answer(status: int, outcome: str, **extra: Any) -> JSONResponse:
@@ -88,12 +80,10 @@ class _Housekeeping:
     stays "running" forever) and post Slack messages left in the outbox by runs whose process
     exited while Slack was down. Both are idempotent across replicas (guarded updates in the store)."""
 
-    def __init__(self, gw: Any, interval: float = 15.0) -> None:
-        from runbook.timeline.reaper import Reaper
-
+    def __init__(self, gw: Gateway, interval: float = 15.0) -> None:
         self.gw = gw
         self.interval = interval
-        self.reaper = Reaper(gw.timeline, prefect=True)
+        self.reaper = gw.runtime.reaper()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gateway-housekeeping", daemon=True)
 
@@ -107,22 +97,26 @@ class _Housekeeping:
         self._stop.set()
 
     def _loop(self) -> None:
-        from runbook.slack.sink import flush_outbox
-
         while not self._stop.wait(self.interval):
             try:
-                flush_outbox(self.gw.settings, self.gw.timeline)
+                self.gw.runtime.flush_slack()
             except Exception as exc:  # noqa: BLE001 - Slack or the store may be down; try again later
                 log.warning("slack outbox flush failed: %s", exc)
 
 
 def create_app(
-    source: Any = None, *, prefect_api_url: str | None = None, run_starter: bool = True
+    source: Runtime | Settings | None = None,
+    *,
+    prefect_api_url: str | None = None,
+    run_starter: bool = True,
 ) -> FastAPI:
     """The gateway app for a ``Runtime`` or ``Settings`` (default: settings from the environment).
 
-    ``run_starter=False`` accepts webhooks without starting runs (used to measure intake alone)."""
-    gw = _gateway(source, prefect_api_url)
+    Both routes and the housekeeping share the one runtime built here (composition root), so a
+    gateway created with a store decides clicks in that store. ``run_starter=False`` accepts
+    webhooks without starting runs (used to measure intake alone)."""
+    runtime = source if isinstance(source, Runtime) else build_runtime(source)
+    gw = _gateway(runtime, prefect_api_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -140,9 +134,7 @@ def create_app(
     app = FastAPI(title="runbook gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
     # the Slack route decides clicks in this gateway's own store, with its own settings
-    from runbook.approvals.service import Approvals
-
-    app.state.approvals = Approvals(gw.settings, gw.timeline)
+    app.state.approvals = gw.runtime.approvals()
 
     @app.post("/webhooks/pagerduty")
     async def pagerduty_webhook(request: Request) -> Response:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,9 +25,10 @@ from fastapi.responses import JSONResponse, Response
 
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals, VoteResult
-from runbook.slack.blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
-from runbook.slack.text import escape
 from runbook.gateway.bodies import BodyTooLarge, read_limited
+from runbook.slack.blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
+from runbook.slack.client import signature_problem
+from runbook.slack.text import escape
 
 log = logging.getLogger("runbook.gateway.slack")
 
@@ -37,19 +37,13 @@ router = APIRouter()
 MAX_BODY = 256 * 1024
 
 
-@lru_cache(maxsize=1)
-def _default_approvals() -> Approvals:
-    from runbook.runtime import build_runtime
-
-    rt = build_runtime()
-    return Approvals(rt.settings, rt.store)
-
-
 def get_approvals(request: Request) -> Approvals:
     """The decision service of the app that received the request: the one ``create_app`` built from
     the settings and store it was given (a test or another app may still override the dependency)."""
-    built = getattr(request.app.state, "approvals", None)
-    return built if built is not None else _default_approvals()
+    built: Approvals | None = getattr(request.app.state, "approvals", None)
+    if built is None:
+        raise RuntimeError("mount this router in an app built by runbook.gateway.app.create_app")
+    return built
 
 
 def _unauthorized(why: str) -> Response:
@@ -58,20 +52,8 @@ def _unauthorized(why: str) -> Response:
 
 
 def verify(secret: str | None, body: bytes, headers: Any) -> str | None:
-    """None when the request is Slack's; else why not (never echoing secrets or signatures)."""
-    if not secret:
-        return "no signing secret configured (RUNBOOK_SLACK_SIGNING_SECRET)"
-    timestamp = headers.get("X-Slack-Request-Timestamp")
-    signature = headers.get("X-Slack-Signature")
-    if not timestamp or not signature:
-        return "unsigned request"
-    from slack_sdk.signature import SignatureVerifier
-
-    try:
-        ok = SignatureVerifier(secret).is_valid(body=body, timestamp=timestamp, signature=signature)
-    except (ValueError, TypeError):
-        ok = False
-    return None if ok else "bad or stale signature"
+    """None when the request is Slack's; else why not (see :func:`runbook.slack.client.signature_problem`)."""
+    return signature_problem(secret, body, headers)
 
 
 def _reason(payload: dict[str, Any]) -> str | None:
@@ -114,7 +96,7 @@ def _identity(approvals: Approvals, user: dict[str, Any], team: str | None) -> I
     email = None
     if approvals.settings.slack_bot_token and slack_id:
         try:
-            from runbook.slack.sink import make_client
+            from runbook.slack.client import make_client
 
             info = make_client(approvals.settings, quick=True).users_info(user=slack_id).get("user") or {}
             same_team = not info.get("team_id") or info.get("team_id") == team
@@ -164,7 +146,7 @@ def _tell(approvals: Approvals, where: dict[str, Any], result: VoteResult) -> No
     if not approvals.settings.slack_bot_token or not where.get("channel") or not where.get("user"):
         return
     try:
-        from runbook.slack.sink import make_client
+        from runbook.slack.client import make_client
 
         make_client(approvals.settings).chat_postEphemeral(
             channel=where["channel"], user=where["user"], text=escape(result.message)

@@ -26,10 +26,10 @@ from typing import Any
 import httpx
 
 from runbook.core import files
+from runbook.core.events import Event, Kind
+from runbook.core.redact import redact
 from runbook.gateway import metrics
 from runbook.store.intake import Claim, IntakeStore
-from runbook.core.redact import redact
-from runbook.core.events import Event, Kind
 from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.gateway")

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from runbook.core.gate import GateRequest
-from runbook.slack.text import code, code_block, escape
-from runbook.store.approvals import RequestRow
-from runbook.core.redact import redact
 from runbook.core.durations import format_duration
 from runbook.core.events import ICONS, Event, Kind
+from runbook.core.gate import GateRequest
+from runbook.core.redact import redact
+from runbook.slack.text import code, code_block, escape
+from runbook.store.approvals import RequestRow
 
 MAX_TEXT = 2900  # Slack section text limit is 3000 characters
 MAX_CALL_SECTIONS = 30  # a message holds 50 blocks; the rest of a request takes fewer than 10

@@ -20,37 +20,18 @@ import threading
 import time
 from typing import Any
 
+from runbook.core.events import Event, Kind
+from runbook.core.settings import Settings
 from runbook.slack import blocks as sb
+from runbook.slack.client import SlackApiError, make_client
 from runbook.slack.text import code
 from runbook.store.approvals import ApprovalStore
-from runbook.core.settings import Settings
-from runbook.core.events import Event, Kind
 from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.slack")
 
 TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 DECIDED = (Kind.APPROVAL_APPROVED, Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED)
-
-
-def make_client(settings: Settings, *, quick: bool = False) -> Any:
-    """A WebClient that honours ``RUNBOOK_SLACK_API_URL`` and retries 429 (Retry-After) and 5xx once.
-
-    ``quick``: no retries and a short timeout, for calls made while Slack waits for our 3 s ack."""
-    from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
-
-    kwargs: dict[str, Any] = {}
-    if settings.slack_api_url:
-        kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
-    retries = (
-        []
-        if quick
-        else [RateLimitErrorRetryHandler(max_retry_count=3), ServerErrorRetryHandler(max_retry_count=1)]
-    )
-    return WebClient(
-        token=settings.slack_bot_token, timeout=1.5 if quick else 5, retry_handlers=retries, **kwargs
-    )
 
 
 def channel_name(incident: dict[str, Any], fallback: str) -> str:
@@ -140,8 +121,6 @@ class Outbox:
 
     # -- the calls -----------------------------------------------------------------------------
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from slack_sdk.errors import SlackApiError
-
         try:
             return getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:
@@ -303,11 +282,6 @@ def sink_for_settings(
         log.warning("SLACK_BOT_TOKEN is set but RUNBOOK_SLACK_CHANNEL is not: the timeline is not posted")
         return None
     return SlackSink(settings, ApprovalStore(timeline.db), run_id, playbook=playbook)
-
-
-def slack_sink_for(runtime: Any, run_id: str, playbook: Any = None) -> SlackSink | None:
-    """``Runtime.sinks()`` hook: the run's Slack thread, or None without a bot token."""
-    return sink_for_settings(runtime.settings, runtime.store, run_id, playbook)
 
 
 def flush_outbox(settings: Settings, timeline: TimelineStore) -> int:

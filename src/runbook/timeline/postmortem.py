@@ -34,9 +34,9 @@ import yaml
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound
 
 from runbook.core import files
-from runbook.core.sandbox import MAX_POSTMORTEM_CHARS, BoundedSandbox, ExpressionError
-from runbook.core.redact import redact
 from runbook.core.events import Event, Kind
+from runbook.core.redact import redact
+from runbook.core.sandbox import MAX_POSTMORTEM_CHARS, BoundedSandbox, ExpressionError
 from runbook.store.timeline import TimelineStore
 
 DEFAULT_TEMPLATE = "postmortem.md.j2"

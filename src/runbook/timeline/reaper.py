@@ -13,7 +13,8 @@ process is gone. The reaper then:
   started without an outcome, destructive calls claimed in the ledger but never finished (outcome
   unknown: the engine will not re-run them), and approvals still pending (they stay pending: a
   decision recorded now is honoured when the run is retried with the same run id);
-* optionally marks the Prefect flow run (the run id is the flow run id for Prefect runs) Crashed
+* calls ``on_crash(run_id, reason)`` when given: the composition root passes
+  :func:`runbook.compiler.prefect_runs.crash_flow_run`, which marks the Prefect flow run Crashed
   when Prefect still says Running, so the UI agrees.
 
 A crashed run that is retried (same run id) goes back to ``running`` through ``start_run``.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -112,7 +114,7 @@ def reap_lost_runs(
     store: TimelineStore,
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
     *,
-    prefect: bool = False,
+    on_crash: Callable[[str, str], None] | None = None,
     now: datetime | None = None,
 ) -> list[str]:
     """Mark runs whose worker is gone ``crashed``; returns their run ids."""
@@ -148,30 +150,10 @@ def reap_lost_runs(
             )
         )
         log.warning("run %s marked crashed: %s", run_id, reason)
-        if prefect:
-            _crash_flow_run(run_id, reason)
+        if on_crash is not None:
+            on_crash(run_id, reason)
         reaped.append(run_id)
     return reaped
-
-
-def _crash_flow_run(run_id: str, reason: str) -> None:
-    """Best effort: the Prefect flow run of that id goes Crashed if Prefect still says Running."""
-    from uuid import UUID
-
-    try:
-        flow_run_id = UUID(run_id)
-    except ValueError:
-        return  # not a Prefect run (engine-direct runs use their own ids)
-    try:
-        from prefect.client.orchestration import get_client
-        from prefect.states import Crashed
-
-        with get_client(sync_client=True) as client:
-            fr = client.read_flow_run(flow_run_id)
-            if fr.state is not None and fr.state.is_running():
-                client.set_flow_run_state(flow_run_id, Crashed(message=reason[:500]), force=True)
-    except Exception as exc:  # noqa: BLE001 - the store is the source of truth; Prefect is cosmetic
-        log.info("reaper: could not mark Prefect flow run %s crashed: %s", run_id, exc)
 
 
 class Reaper:
@@ -183,12 +165,12 @@ class Reaper:
         *,
         stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
         interval: float = 30.0,
-        prefect: bool = True,
+        on_crash: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.stale_after_seconds = stale_after_seconds
         self.interval = interval
-        self.prefect = prefect
+        self.on_crash = on_crash
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -205,6 +187,6 @@ class Reaper:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                reap_lost_runs(self.store, self.stale_after_seconds, prefect=self.prefect)
+                reap_lost_runs(self.store, self.stale_after_seconds, on_crash=self.on_crash)
             except Exception as exc:  # noqa: BLE001 - a store outage must not kill the loop
                 log.warning("reaper: %s", exc)

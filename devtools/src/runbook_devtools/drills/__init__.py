@@ -90,9 +90,10 @@ class DrillApprover:
 
     def __init__(self, settings: Settings, requested_by: str, *, approve: bool) -> None:
         from runbook.approvals.service import Approvals
+        from runbook.runtime import build_runtime
         from runbook.store.timeline import TimelineStore
 
-        self.approvals = Approvals(settings, TimelineStore(open_database(settings.database_url)))
+        self.approvals = build_runtime(settings).approvals()
         self.requested_by, self.approve = requested_by, approve
         self.decisions: list[str] = []
         self._stop = threading.Event()
@@ -202,7 +203,8 @@ def run_drill(
                 approver = DrillApprover(Settings.from_env(), requester, approve=approve).start()
                 try:
                     with launched_here(Launch("drill", f"unix:{requester}")):
-                        state = build_flow(pb, registry=registry)(**params, return_state=True)
+                        flow = build_flow(pb, lambda: build_runtime(registry=registry))
+                        state = flow(**params, return_state=True)
                 finally:
                     approver.stop()
                 report.decisions = approver.decisions

@@ -13,24 +13,15 @@ nothing is waiting for that step or the operator may not decide it.
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import sys
 
-from runbook.approvals.policy import Identity
-
-
-def operating_system_user() -> str:
-    """The effective user's login name (environment variables cannot change it)."""
-    return pwd.getpwuid(os.geteuid()).pw_name
+from runbook.approvals.policy import Identity, operating_system_user
 
 
 def approve_command(args: argparse.Namespace) -> int:
-    from runbook.approvals.wiring import approvals_for
     from runbook.runtime import build_runtime
 
-    rt = build_runtime()
-    approvals = approvals_for(rt)
+    approvals = build_runtime().approvals()
     row = approvals.find(args.run_id, args.step_id)
     if row is None:
         latest = approvals.store.latest(args.run_id, args.step_id)

@@ -81,9 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    from runbook.approvals.cli import operating_system_user
+    from runbook.approvals.policy import operating_system_user
     from runbook.compiler.flow import build_flow
-    from runbook.runtime import build_runtime
+    from runbook.runtime import build_runtime, from_environment
     from runbook.store.launches import Launch, launched_here
 
     user = operating_system_user()
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    flow = build_flow(playbook)
+    flow = build_flow(playbook, from_environment)
     with launched_here(Launch("cli", f"unix:{user}")):
         state = flow(**params, dry_run=args.dry_run, return_state=True)
     run_id = str(state.state_details.flow_run_id)
@@ -153,8 +153,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 def cmd_postmortem(args: argparse.Namespace) -> int:
     import stat
 
-    from runbook.runtime import build_runtime
     from runbook.core.sandbox import ExpressionError
+    from runbook.runtime import build_runtime
     from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 
     try:
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--deny", action="store_true")
     p.add_argument("--reason")
-    p.set_defaults(func=lambda a: _delegate("runbook.approvals.cli", "approve_command", a))
+    p.set_defaults(func=lambda a: _delegate("runbook.cli.approve", "approve_command", a))
 
     for name, func in (("timeline", cmd_timeline), ("postmortem", cmd_postmortem)):
         p = sub.add_parser(name, help=f"print the {name} of a run")
