@@ -188,22 +188,21 @@ def _prefect_env(fast_lane: bool) -> None:
     With the fast lane on, the runner is the fallback (fast lane busy or stopped): polling it every
     5 s instead of 1 s keeps it from winning the race for a due run and taking the slow subprocess
     path (that race was the p95 tail, 3.2 s, when both polled often)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_API_URL", Settings.prefect_api_url)
-    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5" if fast_lane else "1")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    from runbook.compiler.prefect_runs import prefect_process_defaults
+
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5" if fast_lane else "1")  # Prefect's own
+    prefect_process_defaults(Settings.from_env().prefect_api_url)
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve every playbook until stopped (SIGINT/SIGTERM); schedules keep firing afterwards."""
-    fast_lane = os.environ.get("RUNBOOK_FAST_LANE", "1") != "0"
+    fast_lane = Settings.from_env().fast_lane
     _prefect_env(fast_lane)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from runbook.cli import require_prefect_server
+    from runbook.compiler.prefect_runs import server_problem
 
-    problem = require_prefect_server()
+    problem = server_problem(Settings.from_env().prefect_api_url)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

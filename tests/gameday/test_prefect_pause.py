@@ -61,14 +61,15 @@ def test_paused_flow_run_keeps_its_heartbeat(
 def test_resume_rejected_before_the_input_schema_exists_is_retried(prefect_server: str) -> None:
     """Found under load: Prefect sets Paused *then* saves the run-input schema; a decision landing in
     between got REJECTed silently, the watcher believed it had resumed, and the approved run stayed
-    paused. ``resume_if_waiting`` must report such a resume as not done (the watcher retries)."""
+    paused. ``PrefectPauser.resume`` must report such a resume as not done (the watcher retries)."""
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.input.run_input import keyset_from_paused_state
     from prefect.states import Paused, Running
 
-    from runbook.approvals.service import pause_key, resume_if_waiting
-    from runbook.approvals.waiting import approval_input_model
+    from runbook.compiler.prefect_runs import PrefectPauser, approval_input_model, pause_key
+
+    resume_if_waiting = PrefectPauser().resume
 
     @flow(name="gameday-resume-race")
     def placeholder() -> None:

@@ -47,6 +47,7 @@ import httpx
 import pika
 import yaml
 
+from runbook.core.settings import Settings
 from runbook_devtools.drills.local import Consumer, LocalRabbit, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,14 +205,16 @@ def demo_playbook(folder: Path, fault: PoisonBacklog) -> Path:
 class GatewayThread:
     """The real gateway app under uvicorn on a free loopback port, in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
         import uvicorn
 
         from runbook.gateway.app import create_app
 
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn.Config(
+                create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            )
         )
         self.thread = threading.Thread(target=self.server.run, name="demo-gateway", daemon=True)
 
@@ -426,13 +429,14 @@ def run_demo() -> tuple[int, DemoResult]:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1, result
-    for name in ("SLACK_BOT_TOKEN", "PAGERDUTY_API_TOKEN", "RUNBOOK_SLACK_CHANNEL", "RUNBOOK_SLACK_API_URL"):
-        os.environ.pop(name, None)
+    # the demo's own environment (no real Slack or PagerDuty), handed to every piece it starts;
+    # the process environment itself is never changed
+    quiet = ("SLACK_BOT_TOKEN", "PAGERDUTY_API_TOKEN", "RUNBOOK_SLACK_CHANNEL", "RUNBOOK_SLACK_API_URL")
+    demo_env = {k: v for k, v in os.environ.items() if k not in quiet}
 
-    from runbook.core.settings import Settings
     from runbook_devtools.kube_api import KubeAPIServer
 
-    base = Settings.from_env()
+    base = Settings.from_env(demo_env)
     tag = uuid.uuid4().hex[:6]
     fault = PoisonBacklog(base.rabbitmq_url, base.rabbitmq_management_url, f"demo-plans-{tag}")
     kube = KubeAPIServer(rollout_delay=0.5, replace_delay=0.5)
@@ -443,7 +447,7 @@ def run_demo() -> tuple[int, DemoResult]:
         try:
             _say(
                 t0,
-                f"Prefect server {os.environ['PREFECT_API_URL']} is up; timeline store {base.database_url}",
+                f"Prefect server {base.prefect_api_url} is up; timeline store {base.database_url}",
             )
             fault.inject()
             _say(
@@ -460,12 +464,13 @@ def run_demo() -> tuple[int, DemoResult]:
             playbooks = tmp / "playbooks"
             demo_playbook(playbooks, fault)
             env = _environment(tmp, kubeconfig, playbooks)
-            os.environ.update(env)
-            serve = Serve(tmp / "serve.log", dict(os.environ)).start()
+            demo_env.update(env)
+            settings = Settings.from_env(demo_env)
+            serve = Serve(tmp / "serve.log", dict(demo_env)).start()
             _say(t0, f"runbook serve (pid {serve.proc.pid if serve.proc else '?'}): starting ...")
             serve.wait_ready(env["PREFECT_API_URL"].rstrip("/"), "backlog-triage/runbook")
             _say(t0, "runbook serve: backlog-triage/runbook is served (Prefect deployment, fast lane on)")
-            gateway = GatewayThread().start()
+            gateway = GatewayThread(settings).start()
             _say(t0, f"gateway: {gateway.url} (POST /webhooks/pagerduty, POST /slack/interactions)")
 
             incident_id = f"PDEMO{tag.upper()}"
@@ -479,7 +484,7 @@ def run_demo() -> tuple[int, DemoResult]:
             )
             if r.status_code != 202 or "backlog-triage" not in r.text:
                 raise RuntimeError("the gateway did not accept the webhook for backlog-triage")
-            result = follow_run(t0, gateway.url, incident_id, result)
+            result = follow_run(t0, gateway.url, incident_id, result, settings)
             check_system(t0, fault, result)
         except Exception as exc:  # noqa: BLE001 - report, clean up, exit 1
             print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -502,12 +507,14 @@ def run_demo() -> tuple[int, DemoResult]:
     return (0 if result.ok else 1), result
 
 
-def follow_run(t0: float, gateway: str, incident_id: str, result: DemoResult) -> DemoResult:
+def follow_run(
+    t0: float, gateway: str, incident_id: str, result: DemoResult, settings: Settings
+) -> DemoResult:
     """Wait for the run the gateway started, print its timeline live, click the approvals."""
     from runbook.core.events import Kind
     from runbook.runtime import build_runtime
 
-    rt = build_runtime()
+    rt = build_runtime(settings)
     store = rt.store
     approvals = rt.approvals()
     end = time.monotonic() + DEADLINE_SECONDS

@@ -16,26 +16,17 @@ from runbook.core.settings import Settings
 
 
 def _quiet_prefect() -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_API_URL", Settings.prefect_api_url)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    """Prefect's own settings (telemetry off, quiet logs, the local server) before it is imported."""
+    from runbook.compiler.prefect_runs import prefect_process_defaults
+
+    prefect_process_defaults(Settings.from_env().prefect_api_url)
 
 
 def require_prefect_server() -> str | None:
     """None when the Prefect API answers, else a message saying how to start it."""
-    import httpx
+    from runbook.compiler.prefect_runs import server_problem
 
-    url = os.environ["PREFECT_API_URL"].rstrip("/")
-    try:
-        httpx.get(f"{url}/health", timeout=3).raise_for_status()
-        return None
-    except Exception as exc:  # noqa: BLE001
-        return (
-            f"Prefect server not reachable at {url} ({type(exc).__name__}); start the embedded one with"
-            " `make prefect-server` or set PREFECT_API_URL"
-        )
+    return server_problem(Settings.from_env().prefect_api_url)
 
 
 def _registry():  # type: ignore[no-untyped-def]

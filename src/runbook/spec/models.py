@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from runbook.core.identifiers import check_identifier
 from runbook.core.durations import parse_duration
+from runbook.core.identifiers import check_identifier
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 IDENT = r"^[a-z][a-z0-9_]*$"

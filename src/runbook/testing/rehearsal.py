@@ -39,12 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable, GuardrailRefused
 from runbook.actions.registry import ActionRegistry, ActionSpec
-from runbook.core.gate import Decision, GateRequest, Recorder
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome
 from runbook.compiler.params import coerce_params
+from runbook.core.events import Event, Kind
+from runbook.core.gate import Decision, GateRequest, Recorder
 from runbook.core.settings import Settings
 from runbook.spec.lint import find_playbook, load_playbook
-from runbook.core.events import Event, Kind
 from runbook.store.timeline import TimelineStore
 
 #: Backends whose actions need no service and run for real in a rehearsal.

@@ -16,21 +16,18 @@ consumers and brokers (:mod:`runbook_devtools.drills.kube_standin`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runbook.core.settings import Settings
 from runbook.store.launches import Launch, launched_here
-from runbook.store.schema import open_database
 from runbook_devtools.drills.targets import NotLoopback, require_loopback
 
 DRILL_PEOPLE = ("drill-approver-1", "drill-approver-2", "drill-approver-3")
@@ -70,28 +67,11 @@ class DrillReport:
         ).rstrip()
 
 
-@contextlib.contextmanager
-def patched_environ(values: dict[str, str]) -> Iterator[None]:
-    """The run reads its settings from the environment: point it at the drill's services."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class DrillApprover:
     """Answers the drill run's approvals through the real decision service on the CLI channel."""
 
     def __init__(self, settings: Settings, requested_by: str, *, approve: bool) -> None:
-        from runbook.approvals.service import Approvals
         from runbook.runtime import build_runtime
-        from runbook.store.timeline import TimelineStore
 
         self.approvals = build_runtime(settings).approvals()
         self.requested_by, self.approve = requested_by, approve
@@ -191,25 +171,27 @@ def run_drill(
         try:
             fault.inject(kube)
             env = {**fault.env(), "RUNBOOK_APPROVERS": str(_approvers_file(pb, Path(tmp)))}
-            with patched_environ(env):
-                defaults = {k: v for k, v in fault.params().items() if k in pb.params}
-                params = coerce_params(pb, {**defaults, **(user_params or {})})
-                registry = None if settings.kubeconfig else kube.registry(real)
-                if registry is not None:
-                    report.notes.append(
-                        "Kubernetes: drill stand-in wired to the local services (no KUBECONFIG)"
-                    )
-                requester = f"drill-{tag}"
-                approver = DrillApprover(Settings.from_env(), requester, approve=approve).start()
-                try:
-                    with launched_here(Launch("drill", f"unix:{requester}")):
-                        flow = build_flow(pb, lambda: build_runtime(registry=registry))
-                        state = flow(**params, return_state=True)
-                finally:
-                    approver.stop()
-                report.decisions = approver.decisions
+            # the run's settings point at the drill's services: handed to the runtime, the process
+            # environment is left alone
+            drill_settings = Settings.from_env({**os.environ, **env})
+            defaults = {k: v for k, v in fault.params().items() if k in pb.params}
+            params = coerce_params(pb, {**defaults, **(user_params or {})})
+            registry = None if settings.kubeconfig else kube.registry(real)
+            if registry is not None:
+                report.notes.append(
+                    "Kubernetes: drill stand-in wired to the local services (no KUBECONFIG)"
+                )
+            requester = f"drill-{tag}"
+            approver = DrillApprover(drill_settings, requester, approve=approve).start()
+            try:
+                with launched_here(Launch("drill", f"unix:{requester}")):
+                    flow = build_flow(pb, lambda: build_runtime(drill_settings, registry=registry))
+                    state = flow(**params, return_state=True)
+            finally:
+                approver.stop()
+            report.decisions = approver.decisions
             report.run_id = str(state.state_details.flow_run_id)
-            store = build_runtime().store
+            store = build_runtime(drill_settings).store
             run = store.get_run(report.run_id) or {}
             report.status = run.get("status", "unknown")
             report.verdicts = verdicts_of(store, report.run_id)

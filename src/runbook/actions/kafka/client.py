@@ -1,6 +1,8 @@
 """Kafka connections and the batched offset look-ups the Kafka actions share.
 
-Everything that touches confluent-kafka's client objects lives here or in ``kafka.py``. The helpers
+The one module of the actions layer that imports confluent-kafka: the other Kafka modules use the
+vendor types they need under the names in ``__all__`` (``TopicPartition``, ``KafkaError``,
+``OffsetSpec``...). The helpers
 take a deadline-derived ``timeout`` on every call and translate librdkafka failures into the action
 error types, so an unreachable cluster becomes ``BackendUnavailable`` naming kafka and the real cause
 (captured from librdkafka's error callback: "Connection refused", "Failed to resolve ...") instead of
@@ -23,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
+    ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -31,9 +34,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ClusterMetadata, OffsetSpec
 
-from runbook.actions.context import ActionError, BackendUnavailable
-from runbook.core.settings import Settings
+from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.core.redact import redact
+from runbook.core.settings import Settings
 
 BACKEND = "kafka"
 CONNECTION_KEY = "kafka"
@@ -47,6 +50,30 @@ UNREACHABLE_CODES = frozenset(
     }
 )
 TPKey = tuple[str, int]
+
+__all__ = [
+    "BACKEND",
+    "CONNECTION_KEY",
+    "ConsumerGroupState",
+    "ConsumerGroupTopicPartitions",
+    "KafkaClients",
+    "KafkaError",
+    "KafkaException",
+    "OffsetSpec",
+    "RoundTrips",
+    "TPKey",
+    "TopicPartition",
+    "clients_of",
+    "committed_offsets",
+    "error_text",
+    "kafka_clients",
+    "list_offsets",
+    "metadata",
+    "partitions_of",
+    "translate",
+    "unavailable",
+    "wait_all",
+]
 
 
 @dataclass
@@ -148,6 +175,11 @@ def kafka_clients(settings: Settings) -> KafkaClients:
         )
     extra = {k[len("kafka.") :]: v for k, v in settings.extra.items() if k.startswith("kafka.")}
     return KafkaClients(settings.kafka_bootstrap_servers, extra)
+
+
+def clients_of(ctx: ActionContext) -> KafkaClients:
+    """The run's Kafka clients (shared by every Kafka step of the run)."""
+    return ctx.connections.get(CONNECTION_KEY, kafka_clients)
 
 
 def unavailable(clients: KafkaClients, what: str, cause: object) -> BackendUnavailable:

@@ -1,5 +1,5 @@
-"""Planning a consumer-group offset reset: current and target offset per partition, and who is in
-the group. Read-only; ``kafka.reset_offsets`` (in ``kafka.py``) executes the plan.
+"""Consumer-group offset resets: the plan (current and target offset per partition, and who is in
+the group, read-only) and its execution behind ``kafka.reset_offsets``.
 """
 
 from __future__ import annotations
@@ -7,16 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import OffsetSpec
 from pydantic import BaseModel, Field, model_validator
 
-from runbook.actions.context import ActionError, BackendUnavailable
+from runbook.actions.context import ActionContext, ActionError, BackendUnavailable, GuardrailRefused
 from runbook.actions.kafka.client import (
     BACKEND,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
     KafkaClients,
+    OffsetSpec,
     RoundTrips,
+    TopicPartition,
     TPKey,
+    clients_of,
     committed_offsets,
     error_text,
     list_offsets,
@@ -214,5 +217,68 @@ def plan_reset(
         target=target,
         moves=moves,
         membership=membership,
+        round_trips=trips.count,
+    )
+
+
+def execute_reset(ctx: ActionContext, params: ResetParams) -> ResetResult:
+    """Re-plan, refuse while the group has members, commit in one request, read back to verify."""
+    clients, trips = clients_of(ctx), RoundTrips()
+    plan = plan_reset(clients, params, ctx.remaining, trips)
+    if plan.membership.status == "active":
+        raise GuardrailRefused(
+            f"group {params.group!r} has active members ({plan.membership.detail}); "
+            "stop its consumers before resetting offsets",
+            backend=BACKEND,
+        )
+    trips.add("offset_commit")
+    tps = [TopicPartition(params.topic, m.partition, m.new) for m in plan.moves]
+    try:
+        futures = clients.admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(params.group, tps)], request_timeout=ctx.remaining()
+        )
+    except Exception as exc:  # noqa: BLE001 - translated
+        raise translate(clients, "alter consumer group offsets", exc) from None
+    res = wait_all(clients, futures, ctx.remaining() + 1, "alter consumer group offsets")[params.group]
+    errors: dict[int, str] = {}
+    if isinstance(res, BaseException):
+        name = error_text(res)
+        if name in MEMBER_REFUSALS:
+            errors = {tp.partition: name for tp in tps}
+        else:
+            raise translate(clients, f"alter offsets of group {params.group!r}", res)
+    else:
+        errors = {tp.partition: tp.error.name() for tp in res.topic_partitions if tp.error is not None}
+    if errors:
+        names = sorted(set(errors.values()))
+        if set(names) & MEMBER_REFUSALS:
+            raise GuardrailRefused(
+                f"the coordinator refused the offset commit for group {params.group!r} ({', '.join(names)}): "
+                "the group has active members (or had them until their session expires); stop its consumers "
+                "first",
+                backend=BACKEND,
+            )
+        raise ActionError(f"offset commit failed for partitions {errors}", backend=BACKEND)
+    after = committed_offsets(
+        clients,
+        params.group,
+        [TopicPartition(params.topic, m.partition) for m in plan.moves],
+        ctx.remaining(),
+        trips,
+    )
+    verified = all(after.get((params.topic, m.partition)) == m.new for m in plan.moves)
+    changed = sum(1 for m in plan.moves if m.old != m.new)
+    return ResetResult(
+        summary=(
+            f"reset group {params.group} on {params.topic} to {plan.target}: {changed} of {len(plan.moves)} "
+            f"partitions moved{'' if verified else ' (READ-BACK MISMATCH)'}"
+        ),
+        group=params.group,
+        topic=params.topic,
+        target=plan.target,
+        moves=plan.moves,
+        changed=changed,
+        verified=verified,
+        membership=plan.membership,
         round_trips=trips.count,
     )

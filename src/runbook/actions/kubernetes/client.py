@@ -1,9 +1,12 @@
-"""Kubernetes plumbing for ``runbook.actions.kubernetes.actions``: the client factory, error mapping, readers.
+"""Kubernetes plumbing for the ``kubernetes.*`` actions: the client factory, error mapping, readers.
 
-The official ``kubernetes`` client is imported only here and in ``kubernetes.py``. Every API call goes
-through :func:`call`, which bounds it by the step's remaining time (``_request_timeout``; urllib3
-retries are off so a timeout is never silently multiplied) and turns the client's exceptions into
-one-line, redacted :class:`ActionError` / :class:`BackendUnavailable` messages naming kubernetes.
+The one module of the actions layer that imports the official ``kubernetes`` client. The other
+modules get what they need from here by name: :func:`call` for every API call, the object builders
+(:func:`eviction`, :func:`pod_disruption_budget`), :func:`stream_exec` for the exec websocket and
+:class:`ApiException` (``__all__``). Every API call goes through :func:`call`, which bounds it by the
+step's remaining time (``_request_timeout``; urllib3 retries are off so a timeout is never silently
+multiplied) and turns the client's exceptions into one-line, redacted :class:`ActionError` /
+:class:`BackendUnavailable` messages naming kubernetes.
 """
 
 from __future__ import annotations
@@ -18,16 +21,42 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import stream
 
-from runbook.core import bounded
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
-from runbook.core.settings import Settings
+from runbook.core import bounded
 from runbook.core.redact import redact
 from runbook.core.redact import register as register_secrets
+from runbook.core.settings import Settings
 
 BACKEND = "kubernetes"
 CONNECTION_KEY = "kubernetes"
 T = TypeVar("T")
+
+__all__ = [
+    "BACKEND",
+    "CONNECTION_KEY",
+    "ApiException",
+    "KubeApiError",
+    "KubeClients",
+    "KubeUnavailable",
+    "Rollout",
+    "call",
+    "clients",
+    "controller_of",
+    "eviction",
+    "is_mirror",
+    "kube_clients",
+    "label_selector",
+    "patch_workload",
+    "pod_disruption_budget",
+    "pod_is_ready",
+    "read_workload",
+    "redact_log",
+    "rollout_of",
+    "run_bounded",
+    "stream_exec",
+]
 
 
 class KubeApiError(ActionError):
@@ -90,6 +119,7 @@ def kube_clients(settings: Settings) -> KubeClients:
 
 
 def clients(ctx: ActionContext) -> KubeClients:
+    """The run's Kubernetes clients (shared by every Kubernetes step of the run)."""
     return ctx.connections.get(CONNECTION_KEY, kube_clients)
 
 
@@ -212,6 +242,7 @@ def read_workload(ctx: ActionContext, kind: str, namespace: str, name: str) -> A
 
 
 def patch_workload(ctx: ActionContext, kind: str, namespace: str, name: str, body: Any) -> Any:
+    """Strategic-merge patch of a deployment or statefulset; returns the updated object."""
     kc = clients(ctx)
     fn = (
         kc.apps.patch_namespaced_stateful_set
@@ -257,6 +288,7 @@ class Rollout:
 
 
 def rollout_of(obj: Any) -> Rollout:
+    """The rollout state of a deployment/statefulset object."""
     spec, status, meta = obj.spec, obj.status, obj.metadata
     deadline = ""
     for cond in getattr(status, "conditions", None) or []:
@@ -283,10 +315,12 @@ def controller_of(pod: Any) -> tuple[str, str] | None:
 
 
 def is_mirror(pod: Any) -> bool:
+    """A static pod's API mirror (the kubelet owns it; eviction cannot remove it)."""
     return "kubernetes.io/config.mirror" in (pod.metadata.annotations or {})
 
 
 def pod_is_ready(pod: Any) -> bool:
+    """The pod's Ready condition is True."""
     for cond in (pod.status.conditions if pod.status else None) or []:
         if cond.type == "Ready":
             return cond.status == "True"
@@ -294,4 +328,61 @@ def pod_is_ready(pod: Any) -> bool:
 
 
 def label_selector(match_labels: dict[str, str]) -> str:
+    """``k=v,k2=v2`` (sorted) for a ``label_selector`` query parameter."""
     return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+
+
+# --------------------------------------------------------------------------------------------- objects
+
+
+def eviction(name: str, namespace: str, grace_period_seconds: int | None) -> k8s.V1Eviction:
+    """The Eviction body for one pod (PodDisruptionBudgets decide whether the API server accepts it)."""
+    return k8s.V1Eviction(
+        metadata=k8s.V1ObjectMeta(name=name, namespace=namespace),
+        delete_options=None
+        if grace_period_seconds is None
+        else k8s.V1DeleteOptions(grace_period_seconds=grace_period_seconds),
+    )
+
+
+def pod_disruption_budget(
+    name: str,
+    namespace: str,
+    *,
+    resource_version: str | None,
+    match_labels: dict[str, str],
+    min_available: int | str | None,
+    max_unavailable: int | str | None,
+) -> k8s.V1PodDisruptionBudget:
+    """A PodDisruptionBudget body; ``resource_version`` makes a replace fail on a concurrent edit."""
+    return k8s.V1PodDisruptionBudget(
+        metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, resource_version=resource_version),
+        spec=k8s.V1PodDisruptionBudgetSpec(
+            selector=k8s.V1LabelSelector(match_labels=dict(match_labels)),
+            min_available=min_available,
+            max_unavailable=max_unavailable,
+        ),
+    )
+
+
+def stream_exec(
+    kc: KubeClients, pod: str, namespace: str, *, command: list[str], container: str, timeout: float
+) -> Any:
+    """Open the exec websocket (stdout and stderr, no stdin, no tty) for ``command`` in ``container``.
+
+    Returns the client's ``WSClient``; the caller reads it, bounds it and closes it. A refused
+    handshake (404 pod, 403 RBAC) raises :class:`ApiException`.
+    """
+    return stream(
+        kc.core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=command,
+        container=container,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+        _request_timeout=timeout,
+    )

@@ -79,7 +79,9 @@ def _event_time(ev: Any) -> datetime:
 
 def _db_budget(ctx: ActionContext, params: ScaleParams) -> tuple[int, int, int]:
     """(budget, max_connections, used): the seed's rule floor((max_connections - headroom) / pool_size)."""
-    from runbook.actions.postgres.actions import actions as postgres  # the PostgreSQL module owns psycopg; we only ask it for limits
+    from runbook.actions.postgres.actions import (
+        actions as postgres,  # the PostgreSQL module owns psycopg; we only ask it for limits
+    )
 
     limits_fn = getattr(postgres, "connection_limits", None)
     if limits_fn is None:

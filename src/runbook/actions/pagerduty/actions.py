@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.actions.registry import ActionResult, action
-from runbook.core.settings import Settings
 from runbook.core.redact import redact
+from runbook.core.settings import Settings
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*pdpyras.*deprecated", category=UserWarning)

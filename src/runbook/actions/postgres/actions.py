@@ -44,8 +44,6 @@ from runbook.actions.postgres.activity import (
     connection_limits,
     snapshot_activity,
 )
-from runbook.actions.postgres.execute import ExecuteParams, ExecuteResult, describe_execute, run_execute
-from runbook.actions.postgres.sql import PLACEHOLDER, StatementRefused, check_final, read_statement
 from runbook.actions.postgres.client import (
     BACKEND,
     check_role,
@@ -57,6 +55,8 @@ from runbook.actions.postgres.client import (
     row_text,
     set_timeouts,
 )
+from runbook.actions.postgres.execute import ExecuteParams, ExecuteResult, describe_execute, run_execute
+from runbook.actions.postgres.sql import PLACEHOLDER, StatementRefused, check_final, read_statement
 from runbook.actions.registry import ActionResult, action
 from runbook.core.files import UnsafePath, data_dir, relative_parts, write_private
 from runbook.core.identifiers import check_identifier

@@ -32,8 +32,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable, GuardrailRefused
-from runbook.core.settings import Settings
 from runbook.core.redact import redact, register, secrets_in_url
+from runbook.core.settings import Settings
 
 BACKEND = "postgres"
 POOL_KEY = "postgres.pool"

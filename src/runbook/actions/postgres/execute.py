@@ -21,13 +21,6 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from runbook.actions.context import ActionContext, ActionError, GuardrailRefused
-from runbook.actions.postgres.sql import (
-    PLACEHOLDER,
-    Statement,
-    StatementRefused,
-    check_final,
-    dml_statement,
-)
 from runbook.actions.postgres.client import (
     BACKEND,
     Table,
@@ -40,6 +33,13 @@ from runbook.actions.postgres.client import (
     map_error,
     resolve_table,
     set_timeouts,
+)
+from runbook.actions.postgres.sql import (
+    PLACEHOLDER,
+    Statement,
+    StatementRefused,
+    check_final,
+    dml_statement,
 )
 from runbook.actions.registry import ActionResult
 from runbook.core.identifiers import check_identifier

@@ -1,5 +1,9 @@
 """RabbitMQ connections for the ``rabbitmq.*`` actions: the management HTTP API and AMQP 0-9-1.
 
+The one module of the actions layer that imports pika and httpx: the other RabbitMQ modules use the
+names in ``__all__`` (``AMQPError``, ``BasicProperties``, ``SelectConnection``...), so swapping or
+upgrading the AMQP client touches this file only.
+
 Both clients are built by factories taking :class:`~runbook.core.settings.Settings` and obtained through
 ``ctx.connections.get(...)``, so a run shares one HTTP client and tests can hand in their own.
 Credentials travel only as HTTP basic auth / AMQP PLAIN: the URLs we show in errors never carry them,
@@ -21,12 +25,43 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 import pika
 import pika.exceptions
+from pika.spec import Basic, BasicProperties
 
-from runbook.actions.context import ActionError, BackendUnavailable
-from runbook.core.settings import Settings
+from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.core.redact import redact
+from runbook.core.settings import Settings
 
 BACKEND = "rabbitmq"
+
+# The pika types and errors the other RabbitMQ modules need, under explicit names.
+ConnectionParameters = pika.ConnectionParameters
+BlockingConnection = pika.BlockingConnection
+SelectConnection = pika.SelectConnection
+AMQPError = pika.exceptions.AMQPError
+ChannelClosedByBroker = pika.exceptions.ChannelClosedByBroker
+UnroutableError = pika.exceptions.UnroutableError
+
+__all__ = [
+    "AMQPError",
+    "BACKEND",
+    "AmqpConnector",
+    "Basic",
+    "BasicProperties",
+    "BlockingConnection",
+    "ChannelClosedByBroker",
+    "ConnectionParameters",
+    "ManagementClient",
+    "SelectConnection",
+    "UnroutableError",
+    "amqp",
+    "amqp_connector",
+    "close_quietly",
+    "management",
+    "management_client",
+    "passive_counts",
+    "q",
+    "settled_ready",
+]
 
 
 def q(value: str) -> str:
@@ -112,6 +147,7 @@ class ManagementClient:
             return None
 
     def get(self, path: str, *, timeout: float, **kwargs: Any) -> Any:
+        """``GET path``; see :meth:`request`."""
         return self.request("GET", path, timeout=timeout, **kwargs)
 
     def queue(self, vhost: str, name: str, *, timeout: float) -> dict[str, Any]:
@@ -179,6 +215,24 @@ def amqp_connector(settings: Settings) -> AmqpConnector:
     return AmqpConnector(settings.rabbitmq_url)
 
 
+def management(ctx: ActionContext) -> ManagementClient:
+    """The run's management API client (shared by every RabbitMQ step of the run)."""
+    return ctx.connections.get("rabbitmq.management", management_client)
+
+
+def amqp(ctx: ActionContext) -> AmqpConnector:
+    """The run's AMQP connector (parameters only; each use opens its own connection)."""
+    return ctx.connections.get("rabbitmq.amqp", amqp_connector)
+
+
+def close_quietly(conn: pika.BlockingConnection) -> None:
+    """Close a blocking connection the broker may already have closed."""
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - already closed by the broker
+        pass
+
+
 def passive_counts(connector: AmqpConnector, vhost: str, queue: str, timeout: float) -> tuple[int, int]:
     """Exact ``(ready, consumers)`` of a queue right now (passive declare, not the 5 s stats).
 
@@ -200,10 +254,7 @@ def passive_counts(connector: AmqpConnector, vhost: str, queue: str, timeout: fl
             ) from None
         return ok.method.message_count, ok.method.consumer_count
     finally:
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001 - already closed by the broker
-            pass
+        close_quietly(conn)
 
 
 def settled_ready(
@@ -220,14 +271,3 @@ def settled_ready(
         if ready >= at_least or time.monotonic() >= end:
             return ready
         time.sleep(0.05)
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
-    """Poll ``predicate()`` until true or ``timeout`` seconds pass; returns the last outcome."""
-    end = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(interval)

@@ -7,13 +7,14 @@ the destination, or both):
 * :func:`shovel_move` drives the shovel plugin (``PUT /api/parameters/shovel/...`` with
   ``ack-mode: on-confirm`` and ``src-delete-after: queue-length``). The broker moves the messages
   itself, so it is the fastest way to move a whole queue and it keeps going if we die.
-* :class:`ClientMover` is a pika select-connection client for the cases a shovel cannot do: the first
-  N messages (canary) and header-filtered moves. It publishes with publisher confirms and keeps at most
-  ``batch_size`` messages unconfirmed ("one in-flight batch"): that bounds the duplicates a crash can
-  leave. Non-matching messages are held unacknowledged and released by closing the channel at the end,
-  which requeues them at their original positions (classic queues), so the source keeps its order.
-  Messages are published with ``mandatory`` so one that cannot be routed (destination deleted
-  mid-move) comes back as a return and its source copy is never acknowledged.
+* :class:`ClientMover` is an asynchronous (select-connection) AMQP client for the cases a shovel
+  cannot do: the first N messages (canary) and header-filtered moves. It publishes with publisher
+  confirms and keeps at most ``batch_size`` messages unconfirmed ("one in-flight batch"): that
+  bounds the duplicates a crash can leave. Non-matching messages are held unacknowledged and
+  released by closing the channel at the end, which requeues them at their original positions
+  (classic queues), so the source keeps its order. Messages are published with ``mandatory`` so one
+  that cannot be routed (destination deleted mid-move) comes back as a return and its source copy
+  is never acknowledged.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pika
-import pika.exceptions
-from pika.spec import Basic, BasicProperties
-
 from runbook.actions.context import ActionError, BackendUnavailable
-from runbook.actions.rabbitmq.management import BACKEND, ManagementClient, q
+from runbook.actions.rabbitmq.client import (
+    BACKEND,
+    AMQPError,
+    Basic,
+    BasicProperties,
+    ConnectionParameters,
+    ManagementClient,
+    SelectConnection,
+    q,
+)
 from runbook.core.redact import redact
 
 Matcher = Callable[[BasicProperties], bool]
@@ -101,7 +107,7 @@ class ClientMover:
 
     def __init__(
         self,
-        params: pika.ConnectionParameters,
+        params: ConnectionParameters,
         source: str,
         destination: str,
         *,
@@ -124,7 +130,7 @@ class ClientMover:
         self.hold_limit = 1000
         self.outcome = MoveOutcome()
         self.error: Exception | None = None
-        self._conn: pika.SelectConnection | None = None
+        self._conn: SelectConnection | None = None
         self._pub: Any = None
         self._segments: list[_Segment] = []
         self._initial = 0
@@ -142,13 +148,13 @@ class ClientMover:
         """Run the move to completion (or deadline) and return its outcome; raises on failure."""
         self._started = time.monotonic()
         try:
-            self._conn = pika.SelectConnection(
+            self._conn = SelectConnection(
                 self.params,
                 on_open_callback=self._on_open,
                 on_open_error_callback=self._on_open_error,
                 on_close_callback=self._on_conn_closed,
             )
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except (AMQPError, OSError) as exc:
             raise BackendUnavailable(redact(f"AMQP unreachable: {exc!r}"), backend=BACKEND) from None
         self._conn.ioloop.start()
         self.outcome.seconds = time.monotonic() - self._started
@@ -156,15 +162,15 @@ class ClientMover:
             raise self.error
         return self.outcome
 
-    def _on_open(self, conn: pika.SelectConnection) -> None:
+    def _on_open(self, conn: SelectConnection) -> None:
         conn.channel(on_open_callback=self._on_pub_channel)
         conn.ioloop.call_later(0.2, self._watchdog)
 
-    def _on_open_error(self, conn: pika.SelectConnection, exc: BaseException) -> None:
+    def _on_open_error(self, conn: SelectConnection, exc: BaseException) -> None:
         self.error = BackendUnavailable(redact(f"AMQP unreachable: {exc!r}"), backend=BACKEND)
         conn.ioloop.stop()
 
-    def _on_conn_closed(self, conn: pika.SelectConnection, reason: BaseException) -> None:
+    def _on_conn_closed(self, conn: SelectConnection, reason: BaseException) -> None:
         if not self._closing and self.error is None:
             self.error = BackendUnavailable(
                 redact(f"AMQP connection lost mid-move: {reason!r}"), backend=BACKEND
