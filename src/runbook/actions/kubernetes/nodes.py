@@ -37,7 +37,7 @@ def _read_node(ctx: ActionContext, node: str) -> Any:
     return call(ctx, f"read node {node}", clients(ctx).core.read_node, node)
 
 
-def _set_unschedulable(ctx: ActionContext, node: str, value: bool) -> NodeResult:
+def set_unschedulable(ctx: ActionContext, node: str, value: bool) -> NodeResult:
     obj = _read_node(ctx, node)
     before = bool(obj.spec.unschedulable) if obj.spec else False
     if before != value:
