@@ -31,9 +31,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import psycopg
-from psycopg import sql as pgsql
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from runbook.actions.context import ActionContext, ActionError
@@ -46,11 +43,15 @@ from runbook.actions.postgres.activity import (
 )
 from runbook.actions.postgres.client import (
     BACKEND,
+    PgError,
+    PgProgrammingError,
     check_role,
     compose,
+    dict_row,
     get_pool,
     json_safe,
     map_error,
+    pgsql,
     resolve_table,
     row_text,
     set_timeouts,
@@ -161,14 +162,14 @@ def query(ctx: ActionContext, params: QueryParams) -> QueryResult:
                         rows.append({k: json_safe(v) for k, v in row.items()})
                 finally:
                     stream.close()  # cancels the rest of a truncated result
-        except psycopg.ProgrammingError as exc:
+        except PgProgrammingError as exc:
             if "didn't produce a result" in str(exc):  # a command (SET, LISTEN...), not a query
                 raise ActionError(
                     "query: the statement returns no rows; postgres.query is for SELECT, SHOW, EXPLAIN",
                     backend=BACKEND,
                 ) from None
             raise map_error(exc, ctx, "query") from None
-        except psycopg.Error as exc:
+        except PgError as exc:
             raise map_error(exc, ctx, "query") from None
     first = rows[0] if rows else {}
     summary = f"{len(rows)} row{'s' if len(rows) != 1 else ''}{' (truncated)' if truncated else ''}"
@@ -304,7 +305,7 @@ def table_dump(ctx: ActionContext, params: TableDumpParams) -> TableDumpResult:
 
                     path = write_private(root, name, chunks(), overwrite=params.overwrite)
                 rows = cur.rowcount
-        except psycopg.Error as exc:
+        except PgError as exc:
             raise map_error(exc, ctx, "table dump") from None
         except UnsafePath as exc:
             raise ActionError(f"table dump: unsafe path: {exc}; nothing written", backend=BACKEND) from None

@@ -2,19 +2,25 @@
 
 The implementation behind the ``postgres.activity`` action (declared in
 :mod:`runbook.actions.postgres.actions`) and :func:`connection_limits`, which the ``kubernetes.scale``
-guardrail imports from ``runbook.actions.postgres.actions`` to keep consumers within the DB connection budget.
+guardrail imports from here to keep consumers within the DB connection budget.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from runbook.actions.context import ActionContext
-from runbook.actions.postgres.client import get_pool, json_safe, map_error, set_timeouts
+from runbook.actions.postgres.client import (
+    Cursor,
+    PgError,
+    dict_row,
+    get_pool,
+    json_safe,
+    map_error,
+    set_timeouts,
+)
 from runbook.actions.registry import ActionResult
 from runbook.core.redact import redact
 
@@ -57,7 +63,7 @@ def connection_limits(ctx: ActionContext) -> ConnectionLimits:
                 set_timeouts(cur, ctx)
                 cur.execute(_LIMITS_SQL)
                 row = cur.fetchone()
-        except psycopg.Error as exc:
+        except PgError as exc:
             raise map_error(exc, ctx, "connection limits") from None
     assert row is not None
     return ConnectionLimits.model_validate(row)
@@ -116,7 +122,7 @@ _DB_FILTER = "(%(db)s::text IS NULL OR datname = %(db)s)"
 
 
 def _sessions(
-    cur: psycopg.Cursor[Any], where: str, args: dict[str, Any], order: str, limit: int
+    cur: Cursor[Any], where: str, args: dict[str, Any], order: str, limit: int
 ) -> list[dict[str, Any]]:
     cur.execute(
         f"SELECT {_SESSION_COLS} FROM pg_stat_activity WHERE {where} ORDER BY {order} LIMIT {int(limit)}",
@@ -194,7 +200,7 @@ def snapshot_activity(ctx: ActionContext, params: ActivityParams) -> ActivityRes
                     (blocker_pids,),
                 )
                 roots = [r["pid"] for r in cur.fetchall()]
-        except psycopg.Error as exc:
+        except PgError as exc:
             raise map_error(exc, ctx, "activity") from None
 
     idle_in_tx = sum(n for state, n in by_state.items() if state.startswith("idle in transaction"))

@@ -1,8 +1,9 @@
 """Plumbing for the PostgreSQL actions: the pool, error mapping, JSON-safe rows, statement checks.
 
 Split from :mod:`runbook.actions.postgres.actions` (which holds the actions themselves, because the registry
-registers the actions defined in that module) so each file stays readable. psycopg is imported only
-here and in ``postgres.py``.
+registers the actions defined in that module) so each file stays readable. This is the one module
+of the actions layer that imports psycopg and psycopg_pool: the others use the names in ``__all__``
+(``Connection``, ``Cursor``, ``PgError``, ``pgsql``, ``dict_row``...).
 
 Why a wrapper around ``psycopg_pool.ConnectionPool``: the pool connects in background workers and a
 client waiting for a connection only ever sees ``PoolTimeout`` after its whole timeout, without the
@@ -28,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql as pgsql
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
@@ -36,6 +38,38 @@ from runbook.core.redact import redact, register, secrets_in_url
 from runbook.core.settings import Settings
 
 BACKEND = "postgres"
+
+# The psycopg types and errors the other PostgreSQL modules need, under explicit names.
+Connection = psycopg.Connection
+Cursor = psycopg.Cursor
+PgError = psycopg.Error
+PgProgrammingError = psycopg.ProgrammingError
+
+__all__ = [
+    "BACKEND",
+    "Connection",
+    "Cursor",
+    "PgError",
+    "PgProgrammingError",
+    "PostgresPool",
+    "Table",
+    "bind_params",
+    "budget_ms",
+    "check_role",
+    "compose",
+    "dict_row",
+    "error_text",
+    "escape_percent",
+    "get_pool",
+    "json_safe",
+    "map_error",
+    "pgsql",
+    "pool_factory",
+    "resolve_table",
+    "row_text",
+    "set_timeouts",
+    "unescape_percent",
+]
 POOL_KEY = "postgres.pool"
 POOL_MAX_SIZE = 5
 # How often a waiting client looks at the pool's error counter: the delay before a refused
@@ -150,6 +184,7 @@ def pool_factory(settings: Settings) -> PostgresPool:
 
 
 def get_pool(ctx: ActionContext) -> PostgresPool:
+    """The run's pool (shared by every PostgreSQL step of the run)."""
     return ctx.connections.get(POOL_KEY, pool_factory)
 
 

@@ -12,25 +12,27 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import psycopg
 from pglast import ast
 from pglast.parser import scan
 from pglast.stream import RawStream
-from psycopg import sql as pgsql
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from runbook.actions.context import ActionContext, ActionError, GuardrailRefused
 from runbook.actions.postgres.client import (
     BACKEND,
+    Connection,
+    Cursor,
+    PgError,
     Table,
     check_role,
     compose,
+    dict_row,
     error_text,
     escape_percent,
     get_pool,
     json_safe,
     map_error,
+    pgsql,
     resolve_table,
     set_timeouts,
 )
@@ -157,7 +159,7 @@ def shown_call(params: ExecuteParams) -> str:
 
 
 # -- checks that need the database -------------------------------------------------------------
-def _cascades(cur: psycopg.Cursor[Any], table: Table, operation: str) -> list[str]:
+def _cascades(cur: Cursor[Any], table: Table, operation: str) -> list[str]:
     """What would change rows beyond the statement's own: cascading foreign keys, triggers, rules."""
     found: list[str] = []
     if operation in ("DELETE", "UPDATE"):
@@ -202,15 +204,13 @@ def params_kind(params: ExecuteParams) -> str:
     return dml_statement(params.sql, params.operation).kind
 
 
-def _target(cur: psycopg.Cursor[Any], params: ExecuteParams, stmt: Statement) -> Table:
+def _target(cur: Cursor[Any], params: ExecuteParams, stmt: Statement) -> Table:
     name = params.table if stmt.uses_table else stmt.target
     assert name is not None
     return resolve_table(cur, name, kinds="rp")
 
 
-def _final(
-    conn: psycopg.Connection[Any], params: ExecuteParams, stmt: Statement, table: Table
-) -> pgsql.Composed:
+def _final(conn: Connection[Any], params: ExecuteParams, stmt: Statement, table: Table) -> pgsql.Composed:
     """The composed statement, re-read by the parser with the real table name in place."""
     composed = compose(params.sql, table if stmt.uses_table else None)
     text = composed.as_string(conn)
@@ -307,7 +307,7 @@ def plan_execute(ctx: ActionContext, params: ExecuteParams) -> Plan:
                     top = (row["QUERY PLAN"] if row else [{}])[0].get("Plan", {})
                     children = top.get("Plans") or [top]
                     plan.estimate = int(children[0].get("Plan Rows", 0))
-                except psycopg.Error as exc:
+                except PgError as exc:
                     cur.execute("ROLLBACK TO SAVEPOINT estimate")
                     plan.notes.append(f"no planner estimate ({error_text(exc)})")
                 count_sql = _count_sql(stmt, table)
@@ -323,7 +323,7 @@ def plan_execute(ctx: ActionContext, params: ExecuteParams) -> Plan:
                         cur.execute(query, {k: v for k, v in args.items() if f"%({k})s" in text}, binary=True)
                         got = cur.fetchone()
                         plan.counted = int(got["n"]) if got else 0
-                    except psycopg.Error as exc:
+                    except PgError as exc:
                         cur.execute("ROLLBACK TO SAVEPOINT count")
                         plan.notes.append(f"not counted ({error_text(exc)})")
                 elif stmt.kind == "INSERT":
@@ -332,7 +332,7 @@ def plan_execute(ctx: ActionContext, params: ExecuteParams) -> Plan:
                     plan.notes.append(
                         "the WHERE clause calls functions or reads other tables, so nothing runs it"
                     )
-        except psycopg.Error as exc:
+        except PgError as exc:
             raise map_error(exc, ctx, "describe execute") from None
     return plan
 
@@ -453,7 +453,7 @@ def run_execute(ctx: ActionContext, params: ExecuteParams) -> ExecuteResult:
                             backend=BACKEND,
                         )
                     committed = True
-        except psycopg.Error as exc:
+        except PgError as exc:
             raise map_error(exc, ctx, "execute") from None
     extra = f" (+{cascaded} through cascades/triggers)" if cascaded else ""
     return ExecuteResult(
