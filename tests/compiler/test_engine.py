@@ -86,6 +86,29 @@ steps:
     assert kinds.count(("step.failed", "flaky")) == 2
 
 
+@pytest.mark.parametrize("failure", ["refused", "error"])
+def test_only_transient_failures_are_retried(reg, settings, store, tmp_path: Path, failure: str) -> None:
+    """A guardrail refusal or an action's own error is an answer, not weather: retrying it would only
+    repeat the refusal (or, for a destructive step, try again what a human must look at)."""
+    text = (
+        HEAD
+        + f"""
+steps:
+  - id: refused
+    action: test.count
+    with: {{counter: "{tmp_path / "c"}", fail_first: 5, failure: {failure}, message: over the bound}}
+    retries: 3
+    retry_delay: 10ms
+"""
+    )
+    outcome, kinds, events = run(text, reg, settings, store)
+    assert outcome.status == "failed"
+    assert kinds.count(("step.started", "refused")) == 1, "not retried"
+    assert (tmp_path / "c").read_text() == "1"
+    failed = next(e for e in events if e.kind.value == "step.failed")
+    assert "over the bound" in failed.summary and "not retried" in failed.summary
+
+
 def test_timeout_fails_step_with_name_and_finally_runs(reg, settings, store, tmp_path: Path) -> None:
     text = (
         HEAD

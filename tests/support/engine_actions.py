@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runbook.actions import ActionContext, ActionError, ActionResult, action
+from runbook.actions import (
+    ActionContext,
+    ActionError,
+    ActionResult,
+    BackendUnavailable,
+    GuardrailRefused,
+    action,
+)
 
 
 class CountParams(BaseModel):
@@ -20,6 +28,9 @@ class CountParams(BaseModel):
     fail_first: int = Field(0, description="fail this many times before succeeding")
     sleep: float = Field(0.0, description="seconds to sleep")
     message: str = Field("boom", description="error text when failing")
+    failure: Literal["unavailable", "refused", "error"] = Field(
+        "unavailable", description="how it fails: backend unreachable (transient), a refusal, a plain error"
+    )
 
 
 class CountResult(ActionResult):
@@ -39,7 +50,10 @@ def count(ctx: ActionContext, params: CountParams) -> CountResult:
     n = _bump(params.counter)
     time.sleep(params.sleep)
     if n <= params.fail_first:
-        raise ActionError(params.message, backend="test")
+        kind = {"unavailable": BackendUnavailable, "refused": GuardrailRefused}.get(
+            params.failure, ActionError
+        )
+        raise kind(params.message, backend="test")
     return CountResult(calls=n, summary=f"call {n}")
 
 

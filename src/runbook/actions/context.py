@@ -19,19 +19,28 @@ T = TypeVar("T")
 
 
 class ActionError(Exception):
-    """A step failed for a reason the operator should read (already redacted, one line)."""
+    """A step failed for a reason the operator should read (already redacted, one line).
 
-    def __init__(self, message: str, *, backend: str | None = None) -> None:
+    ``transient`` says whether trying the same call again may succeed (the engine retries only
+    those, when the step declares ``retries``); a refusal or a bad input is never retried."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, backend: str | None = None, transient: bool | None = None) -> None:
         self.backend = backend
+        if transient is not None:
+            self.transient = transient
         super().__init__(f"{backend}: {message}" if backend else message)
 
 
 class BackendUnavailable(ActionError):
-    """The backend could not be reached at all (connection refused, DNS, timeout)."""
+    """The backend could not be reached at all (connection refused, DNS, timeout): transient."""
+
+    transient = True
 
 
 class GuardrailRefused(ActionError):
-    """A destructive action refused to act because a safety bound would be crossed."""
+    """A destructive action refused to act because a safety bound would be crossed: permanent."""
 
 
 class NoteSink(Protocol):

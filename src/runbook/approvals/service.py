@@ -25,6 +25,7 @@ from runbook.approvals.policy import Identity, PolicyFile, RoleSource
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
 from runbook.core.settings import Settings
+from runbook.core.states import ApprovalStatus
 from runbook.store.approvals import ApprovalStore, RequestRow
 from runbook.store.timeline import TimelineStore
 from runbook.timeline.recorder import Recorder, Sink
@@ -90,7 +91,7 @@ class Approvals:
 
     # -- voting --------------------------------------------------------------------------------
     def find(self, run_id: str, step_id: str) -> RequestRow | None:
-        return self.store.latest(run_id, step_id, status="pending")
+        return self.store.latest(run_id, step_id, status=ApprovalStatus.PENDING)
 
     def vote(
         self,
@@ -116,7 +117,7 @@ class Approvals:
             why = f"a {channel} decision must carry a {channel} identity (got {who.label()})"
             return self.refuse(row, who.label(), why, channel, recorder)
         rec = recorder or self.recorder_for(row.run_id)
-        if row.status == "pending" and row.expires_at <= datetime.now(UTC):
+        if row.status == ApprovalStatus.PENDING and row.expires_at <= datetime.now(UTC):
             self.expire(row, rec)
             return VoteResult(False, f"{row.request.step_title}: the approval request expired", "closed", row)
         verdict = self.policy.get().check(row.request, who)
@@ -151,7 +152,7 @@ class Approvals:
                 out.row,
             )
         fresh = out.row
-        kind = Kind.APPROVAL_APPROVED if fresh.status == "approved" else Kind.APPROVAL_DENIED
+        kind = Kind.APPROVAL_APPROVED if fresh.status == ApprovalStatus.APPROVED else Kind.APPROVAL_DENIED
         why = f" — {reason}" if reason else ""
         rec.emit(
             kind,
@@ -186,7 +187,7 @@ class Approvals:
     def expire(self, row: RequestRow, recorder: Recorder | None = None) -> RequestRow | None:
         """Undecided at its timeout: a denial, recorded once whoever notices first."""
         reason = f"nobody decided within {format_duration(row.request.timeout_seconds)}"
-        closed = self.store.close(row.id, "expired", reason)
+        closed = self.store.close(row.id, ApprovalStatus.EXPIRED, reason)
         if closed is None:
             return None
         rec = recorder or self.recorder_for(row.run_id)

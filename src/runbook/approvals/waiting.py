@@ -26,6 +26,7 @@ from runbook.approvals.service import Approvals, short
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
 from runbook.core.gate import Decision, GateRequest, Recorder
+from runbook.core.states import ApprovalStatus
 from runbook.store.approvals import RequestRow
 
 log = logging.getLogger("runbook.approvals")
@@ -40,7 +41,7 @@ class _Waiter:
     recorder: Recorder
     flow_run_id: str | None
     done: threading.Event = field(default_factory=threading.Event)
-    status: str = "pending"
+    status: str = ApprovalStatus.PENDING
     resumed: bool = False
     resuming: bool = False
 
@@ -86,13 +87,13 @@ class Watcher:
         statuses = self.approvals.store.statuses([w.request_id for w in waiters])
         now = datetime.now(UTC)
         for w in waiters:
-            status = statuses.get(w.request_id, "pending")
-            if status == "pending" and now >= w.expires_at:
+            status = statuses.get(w.request_id, ApprovalStatus.PENDING)
+            if status == ApprovalStatus.PENDING and now >= w.expires_at:
                 row = self.approvals.store.get(w.request_id)
                 if row is not None:
                     self.approvals.expire(row, w.recorder)
                 status = self.approvals.store.statuses([w.request_id]).get(w.request_id, status)
-            if status == "pending":
+            if status == ApprovalStatus.PENDING:
                 continue
             w.status = status
             w.done.set()
@@ -170,12 +171,14 @@ class StoreGate:
         prev = self.approvals.store.latest(req.run_id, req.step_id)
         if prev is None:
             return None
-        if prev.plan_hash == req.plan_hash and prev.status != "voided":
+        if prev.plan_hash == req.plan_hash and prev.status != ApprovalStatus.VOIDED:
             return prev.decision(self.approvals.store.votes(prev.id)) if prev.decided else prev
-        if prev.status == "pending":
-            self.approvals.store.close(prev.id, "voided", "superseded: the call changed")
-        elif prev.status == "approved":
-            voided = self.approvals.store.close(prev.id, "voided", "the call changed", from_status="approved")
+        if prev.status == ApprovalStatus.PENDING:
+            self.approvals.store.close(prev.id, ApprovalStatus.VOIDED, "superseded: the call changed")
+        elif prev.status == ApprovalStatus.APPROVED:
+            voided = self.approvals.store.close(
+                prev.id, ApprovalStatus.VOIDED, "the call changed", from_status=ApprovalStatus.APPROVED
+            )
             if voided is not None and req.attempt <= prev.request.attempt:
                 return prev.decision(self.approvals.store.votes(prev.id))
         return None

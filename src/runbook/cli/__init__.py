@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from runbook.core.settings import Settings
+from runbook.core.states import RunStatus
 
 
 def _quiet_prefect() -> None:
@@ -93,9 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = run["status"] if run else "failed"
     print(f"\nrun {run_id}: {status}" + (f" — {run['reason']}" if run and run.get("reason") else ""))
     print(f"timeline: runbook timeline {run_id}")
-    from runbook.compiler.engine import EXIT_CODES
 
-    return EXIT_CODES.get(status, 1)
+    return RunStatus(status).exit_code if status in set(RunStatus) else 1
 
 
 def cmd_actions(args: argparse.Namespace) -> int:

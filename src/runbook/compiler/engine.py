@@ -33,13 +33,15 @@ from runbook.core.expressions import ExpressionError, Obj, evaluate_condition, r
 from runbook.core.gate import Decision, Gate, GateRequest, RefusingGate, plan_hash
 from runbook.core.redact import redact, redact_data
 from runbook.core.settings import Settings
+from runbook.core.states import EXIT_CODES as STATE_EXIT_CODES
+from runbook.core.states import RunStatus, StepStatus
 from runbook.spec.models import Playbook, Step
 from runbook.store.ledger import Ledger
 from runbook.store.timeline import TimelineStore
 from runbook.timeline.recorder import Recorder, Sink
 
 log = logging.getLogger("runbook.engine")
-EXIT_CODES = {"completed": 0, "failed": 1, "denied": 2, "aborted": 2, "crashed": 1}
+EXIT_CODES = {str(status): code for status, code in STATE_EXIT_CODES.items()}
 MAX_REASKS = 3
 
 
@@ -104,6 +106,14 @@ def call_with_timeout(fn: Callable[[], Any], seconds: float | None, what: str) -
         return run_bounded(fn, seconds, f"step:{what}")
     except DeadlineExceeded:
         raise StepTimeout(f"{what}: timed out after {format_duration(seconds)}") from None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth trying the same call again: an unreachable backend or a timeout. A guardrail refusal, a
+    validation or expression error, or an action's own verdict fails the step at once."""
+    if isinstance(exc, ActionError):
+        return exc.transient
+    return isinstance(exc, StepTimeout | TimeoutError | ConnectionError)
 
 
 def error_line(exc: BaseException) -> str:
@@ -171,16 +181,16 @@ class Engine:
         beat = threading.Thread(target=self._heartbeat, args=(opts.run_id, stop), daemon=True)
         beat.start()
         state = _RunState(playbook, opts, rec)
-        status, reason = "completed", None
+        status, reason = RunStatus.COMPLETED, None
         try:
             for step in playbook.steps:
                 result = self._step(step, state, in_finally=False)
-                if result in ("failed", "denied"):
+                if result in (StepStatus.FAILED, StepStatus.DENIED):
                     status = result
                     reason = state.last_error
                     break
         except BaseException as exc:  # interrupted (KeyboardInterrupt, cancellation)
-            status, reason = "aborted", error_line(exc) or type(exc).__name__
+            status, reason = RunStatus.ABORTED, error_line(exc) or type(exc).__name__
             try:
                 rec.emit(Kind.NOTE, f"run interrupted: {reason}")
                 self._finally(playbook, state)
@@ -192,8 +202,8 @@ class Engine:
             failed_finally = self._finally(playbook, state)
         finally:
             stop.set()
-        if status == "completed" and failed_finally:
-            status, reason = "failed", f"finally step {failed_finally} failed: {state.last_error}"
+        if status == RunStatus.COMPLETED and failed_finally:
+            status, reason = RunStatus.FAILED, f"finally step {failed_finally} failed: {state.last_error}"
         return self._finish(rec, state, status, reason)
 
     def _finally(self, playbook: Playbook, state: _RunState) -> str | None:
@@ -201,7 +211,7 @@ class Engine:
         abort`` (e.g. a post-maintenance verification) is returned so it can fail a completed run."""
         first_failed = None
         for step in playbook.finally_:
-            if self._step(step, state, in_finally=True) == "failed" and first_failed is None:
+            if self._step(step, state, in_finally=True) == StepStatus.FAILED and first_failed is None:
                 first_failed = step.id
         return first_failed
 
@@ -241,7 +251,7 @@ class Engine:
                     step_id=step.id,
                     details={"when": step.when},
                 )
-                return "skipped"
+                return StepStatus.SKIPPED
             params = self._render(step, spec, context)
         except (ExpressionError, ValidationError) as exc:
             return self._failed(step, state, error_line(exc), in_finally)
@@ -261,13 +271,13 @@ class Engine:
                             f"{step.label}: not approved ({decision.outcome}); skipped",
                             step_id=step.id,
                         )
-                        state.statuses[step.id] = "skipped"
-                        return "skipped"
+                        state.statuses[step.id] = StepStatus.SKIPPED
+                        return StepStatus.SKIPPED
                     state.last_error = f"{step.label}: {decision.outcome}" + (
                         f" ({decision.reason})" if decision.reason else ""
                     )
-                    state.statuses[step.id] = "denied"
-                    return "denied" if not in_finally else "skipped"
+                    state.statuses[step.id] = StepStatus.DENIED
+                    return StepStatus.DENIED if not in_finally else StepStatus.SKIPPED
             elif step.approval and step.approval.policy == "none":
                 rec.emit(
                     Kind.NOTE,
@@ -309,8 +319,8 @@ class Engine:
             details={"action": spec.name, "params": params, "would": text},
         )
         state.outputs[step.id] = {"dry_run": True, "would": text, "summary": f"would {text}"}
-        state.statuses[step.id] = "dry_run"
-        return "dry_run"
+        state.statuses[step.id] = StepStatus.DRY_RUN
+        return StepStatus.DRY_RUN
 
     def _gate(
         self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState
@@ -390,15 +400,15 @@ class Engine:
         if spec.destructive:
             prior = self.ledger.claim(state.opts.run_id, step.id, digest)
             if prior is not None:
-                if prior["status"] == "succeeded":
+                if prior["status"] == StepStatus.SUCCEEDED:
                     rec.emit(
                         Kind.NOTE,
                         f"{step.label}: already executed for this approval; not running it again",
                         step_id=step.id,
                     )
                     state.outputs[step.id] = prior["output"] or {}
-                    state.statuses[step.id] = "succeeded"
-                    return "succeeded"
+                    state.statuses[step.id] = StepStatus.SUCCEEDED
+                    return StepStatus.SUCCEEDED
                 return self._failed(
                     step,
                     state,
@@ -431,7 +441,9 @@ class Engine:
                 output = self.step_runner(step, spec, call)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a timeline event
                 last = error_line(exc)
-                if attempt < attempts:
+                if attempt < attempts and not is_transient(exc):
+                    last += " (not retried: only an unreachable backend or a timeout is)"
+                elif attempt < attempts:
                     rec.emit(
                         Kind.STEP_FAILED,
                         f"{step.label}: {last}; retrying in {format_duration(step.retry_delay)}",
@@ -441,15 +453,15 @@ class Engine:
                     time.sleep(step.retry_delay)
                     continue
                 if spec.destructive:
-                    self.ledger.finish(state.opts.run_id, step.id, digest, "failed")
+                    self.ledger.finish(state.opts.run_id, step.id, digest, StepStatus.FAILED)
                 return self._failed(
                     step, state, last, in_finally, spec=spec, seconds=time.monotonic() - started
                 )
             output = redact_data(output)
             if spec.destructive:
-                self.ledger.finish(state.opts.run_id, step.id, digest, "succeeded", output)
+                self.ledger.finish(state.opts.run_id, step.id, digest, StepStatus.SUCCEEDED, output)
             state.outputs[step.id] = output
-            state.statuses[step.id] = "succeeded"
+            state.statuses[step.id] = StepStatus.SUCCEEDED
             rec.emit(
                 Kind.STEP_SUCCEEDED,
                 f"{step.label}: {output.get('summary') or 'done'}",
@@ -461,7 +473,7 @@ class Engine:
                     "output": _brief(output),
                 },
             )
-            return "succeeded"
+            return StepStatus.SUCCEEDED
         return self._failed(step, state, last, in_finally)
 
     def _failed(
@@ -486,10 +498,10 @@ class Engine:
                 **({"seconds": round(seconds, 3)} if seconds is not None else {}),
             },
         )
-        state.statuses[step.id] = "failed"
+        state.statuses[step.id] = StepStatus.FAILED
         state.outputs[step.id] = {"failed": True, "error": message, "summary": message}
         state.last_error = message
-        return "continued" if cont else "failed"
+        return StepStatus.CONTINUED if cont else StepStatus.FAILED
 
 
 def _as_output(result: Any) -> dict[str, Any]:
@@ -528,7 +540,7 @@ class _RunState:
 
     def skip(self, step_id: str, why: str) -> None:
         self.outputs[step_id] = _Skipped(step_id, why)
-        self.statuses.setdefault(step_id, "skipped")
+        self.statuses.setdefault(step_id, StepStatus.SKIPPED)
 
     def context(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from runbook.actions.registry import ActionSpec
 from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
 from runbook.compiler.params import coerce_params
 from runbook.compiler.wiring import RunWiring, WiringFactory
+from runbook.core.states import RunStatus
 from runbook.spec.models import Playbook, Step
 from runbook.store import launches
 
@@ -127,7 +128,7 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
             auto_scheduled=scheduled,
         )
         summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
-        if outcome.status == "completed":
+        if outcome.status == RunStatus.COMPLETED:
             return Completed(message="completed", data=summary)
         return Failed(message=f"{outcome.status}: {outcome.reason or ''}".strip(), data=summary)
 

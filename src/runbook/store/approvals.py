@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runbook.core.clock import parse_ts, ts
 from runbook.core.gate import Decision, GateRequest
 from runbook.core.redact import redact, redact_data
+from runbook.core.states import FINAL_APPROVALS, ApprovalStatus
 from runbook.store.database import Database, IntegrityConflict
 
 #: this module's tables (assembled with the others in runbook.store.schema)
@@ -76,16 +78,8 @@ SCHEMA: tuple[str, ...] = (
 )
 REPLAY_WINDOW = timedelta(minutes=10)  # twice Slack's timestamp window: older ones fail the signature check
 
-PENDING = "pending"
-FINAL = ("approved", "denied", "expired")
-
-
-def ts(dt: datetime | None = None) -> str:
-    return (dt or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+PENDING = ApprovalStatus.PENDING
+FINAL = FINAL_APPROVALS
 
 
 @dataclass
@@ -123,11 +117,12 @@ class RequestRow:
 
     def decision(self, votes: list[dict[str, Any]]) -> Decision:
         """The engine-facing decision: who approved (or denied), why, for which call."""
-        wanted = "approve" if self.status == "approved" else "deny"
+        wanted = "approve" if self.status == ApprovalStatus.APPROVED else "deny"
         people = [v["approver"] for v in votes if v["vote"] == wanted] or (
             [self.decided_by] if self.decided_by else []
         )
-        outcome: Any = self.status if self.status in FINAL else "approved"  # 'voided' rows were approvals
+        # 'voided' rows were approvals (of a call that changed since)
+        outcome: Any = self.status if self.status in FINAL else ApprovalStatus.APPROVED
         return Decision(
             outcome=outcome,
             approvers=people,

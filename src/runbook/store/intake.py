@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from runbook.core.clock import ts
 from runbook.core.redact import redact, redact_data
 from runbook.store import launches
 from runbook.store.database import Database, IntegrityConflict
@@ -61,7 +61,7 @@ PENDING, STARTED, SKIPPED, FAILED = "pending", "started", "skipped", "failed"
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return ts()
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from runbook.core.clock import ts
 from runbook.store.database import Database
 
 #: this module's tables (assembled with the others in runbook.store.schema)
@@ -79,7 +79,7 @@ def issue(cur: Any, launch: Launch) -> str:
             launch.trigger,
             launch.requested_by,
             json.dumps(launch.incident, default=str) if launch.incident is not None else None,
-            datetime.now(UTC).isoformat(timespec="microseconds"),
+            ts(),
         ),
     )
     return token

@@ -26,7 +26,7 @@ SCHEMA: tuple[str, ...] = (
         finished_at TEXT,
         output TEXT,
         PRIMARY KEY (run_id, step_id, plan_hash)
-    )"""
+    )""",
 )
 
 

@@ -7,11 +7,13 @@ database, and so never reaches Slack, the CLI or the postmortem either.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from runbook.core.clock import ts
 from runbook.core.events import Event, Kind
 from runbook.core.redact import redact, redact_data
+from runbook.core.states import FINAL_RUN_STATUSES, RunStatus
 from runbook.store.database import Database
 
 #: this module's tables (assembled with the others in runbook.store.schema)
@@ -44,12 +46,11 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS runbook_events_run ON runbook_events (run_id, id)",
 )
 
-RUNNING = "running"
-FINAL_STATUSES = ("completed", "failed", "aborted", "denied", "crashed")
+RUNNING = RunStatus.RUNNING
+FINAL_STATUSES = FINAL_RUN_STATUSES
 
 
-def _ts(dt: datetime | None = None) -> str:
-    return (dt or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+_ts = ts
 
 
 class TimelineStore:

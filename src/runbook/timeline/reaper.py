@@ -30,18 +30,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runbook.core.clock import ts
 from runbook.core.events import Event, Kind
+from runbook.core.states import RunStatus
 from runbook.store.timeline import RUNNING, TimelineStore
 
 log = logging.getLogger("runbook.reaper")
 
 #: Default threshold: nine missed beats of the engine's default 10 s heartbeat.
 DEFAULT_STALE_AFTER_SECONDS = 90.0
-CRASHED = "crashed"
+CRASHED = RunStatus.CRASHED
 
 
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+_ts = ts
 
 
 def in_flight(store: TimelineStore, run_id: str) -> dict[str, Any]:
