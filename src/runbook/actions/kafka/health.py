@@ -91,26 +91,8 @@ def assess(
             )
         for pid in sorted(tmd.partitions):
             p = tmd.partitions[pid]
-            replicas, isr = list(p.replicas), list(p.isrs)
-            referenced.update(replicas)
-            if p.leader < 0:
-                health.offline.append(PartitionIssue(name, pid, p.leader, replicas, isr, "no leader"))
-            elif p.leader not in live:
-                health.offline.append(
-                    PartitionIssue(
-                        name, pid, p.leader, replicas, isr, f"leader {p.leader} is not a live broker"
-                    )
-                )
-            dead_in_isr = [b for b in isr if b not in live]
-            if len(isr) < len(replicas):
-                out = [b for b in replicas if b not in isr]
-                health.under_replicated.append(
-                    PartitionIssue(name, pid, p.leader, replicas, isr, f"replicas {out} out of sync")
-                )
-            elif dead_in_isr:
-                health.under_replicated.append(
-                    PartitionIssue(name, pid, p.leader, replicas, isr, f"ISR members {dead_in_isr} not live")
-                )
+            referenced.update(p.replicas)
+            _judge_partition(health, name, pid, p, live)
     health.missing_brokers = sorted(referenced - live)
     if controller is None or controller not in live:
         health.problems.append(f"no active controller (metadata names {md.controller_id})")
@@ -128,6 +110,27 @@ def assess(
             f"{len(health.under_replicated)} under-replicated partition(s): {_first(health.under_replicated)}"
         )
     return health
+
+
+def _judge_partition(health: Health, topic: str, pid: int, p: Any, live: set[int]) -> None:
+    """Add one partition's offline / under-replicated finding (if any) to ``health``."""
+    replicas, isr = list(p.replicas), list(p.isrs)
+    if p.leader < 0:
+        health.offline.append(PartitionIssue(topic, pid, p.leader, replicas, isr, "no leader"))
+    elif p.leader not in live:
+        health.offline.append(
+            PartitionIssue(topic, pid, p.leader, replicas, isr, f"leader {p.leader} is not a live broker")
+        )
+    dead_in_isr = [b for b in isr if b not in live]
+    if len(isr) < len(replicas):
+        out = [b for b in replicas if b not in isr]
+        health.under_replicated.append(
+            PartitionIssue(topic, pid, p.leader, replicas, isr, f"replicas {out} out of sync")
+        )
+    elif dead_in_isr:
+        health.under_replicated.append(
+            PartitionIssue(topic, pid, p.leader, replicas, isr, f"ISR members {dead_in_isr} not live")
+        )
 
 
 def _first(issues: list[PartitionIssue], n: int = 5) -> str:
