@@ -76,7 +76,8 @@ def _produce(
         producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
     if not acked:
         producer.purge(in_queue=True, in_flight=False)
-        producer.poll(0)
+        producer.poll(0)  # serves the purge's own delivery report: not an acknowledgement
+        return {}, sent
     return acked, sent
 
 
