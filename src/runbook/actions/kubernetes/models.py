@@ -1,4 +1,4 @@
-"""Params and results of the Kubernetes actions (kept apart so ``kubernetes.py`` reads as the actions).
+"""Params and results of the Kubernetes actions (kept apart so ``actions`` reads as the actions).
 
 Validation lives here so a playbook is rejected at lint/plan time, not halfway through an incident:
 an exec command its step does not allow, an invalid grep regex, a PDB with both or neither bound, a DB budget
