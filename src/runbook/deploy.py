@@ -67,7 +67,8 @@ def deployments_for(playbooks: list[Playbook], name: str = DEPLOYMENT_NAME) -> l
 
     deployments = []
     for pb in playbooks:
-        deployment = build_flow(pb, from_environment).to_deployment(
+        # to_deployment is sync here (no running loop); its declared type also admits a coroutine
+        deployment: Any = build_flow(pb, from_environment).to_deployment(
             name=name,
             schedules=schedules_for(pb),
             tags=["runbook", f"owner:{pb.owner}"],
@@ -147,11 +148,12 @@ class FastLane:
             free = self.limit - self._busy
         if free <= 0 or not self._ids:
             return 0
+        due: Any = now("UTC")  # Prefect's filter wants its own DateTime type, which this is at run time
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 deployment_id=FlowRunFilterDeploymentId(any_=list(self._ids)),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=now("UTC")),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=due),
             ),
             sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
             limit=free,

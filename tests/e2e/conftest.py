@@ -30,7 +30,7 @@ from runbook.store.launches import Launch, launched_here
 from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.support.approvers import approvers_yaml
-from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the e2e tests
+from tests.support.waiting import wait_until
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 MGMT = "http://127.0.0.1:15672"

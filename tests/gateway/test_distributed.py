@@ -63,7 +63,7 @@ def pg_prefect(postgres_available: None, tmp_path: Path):  # type: ignore[no-unt
         "DO_NOT_TRACK": "1",
     }
     env.pop("PREFECT_API_URL", None)
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -154,7 +154,7 @@ def test_two_workers_run_each_triggered_run_exactly_once(
             ],
             cwd=tmp_path,
             env=env,
-            stdout=open(tmp_path / f"worker{i}.log", "w"),  # noqa: SIM115
+            stdout=open(tmp_path / f"worker{i}.log", "w"),
             stderr=subprocess.STDOUT,
         )
         for i in range(2)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pika
 
-from tests.support.waiting import wait_until as wait_for  # noqa: F401 - used by the rabbit tests
+from tests.support.waiting import wait_until as wait_for
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MGMT_URL = "http://127.0.0.1:15672"

@@ -51,8 +51,8 @@ from runbook.core.settings import Settings
 from runbook_devtools.drills.local import Consumer, LocalRabbit, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGERDUTY_SECRET = "demo-pagerduty-webhook-secret"  # noqa: S105 - a demo value, printed on purpose
-SLACK_SECRET = "demo-slack-signing-secret"  # noqa: S105 - a demo value
+PAGERDUTY_SECRET = "demo-pagerduty-webhook-secret"  # a demo value, printed on purpose
+SLACK_SECRET = "demo-slack-signing-secret"  # a demo value
 APPROVER_SLACK_ID, APPROVER = "U0DEMOIC", "demo-ic"
 SLACK_TEAM = "TDEMO"  # the demo workspace: the only one whose clicks count (RUNBOOK_SLACK_TEAM_ID)
 APPROVED_STEPS = {
@@ -247,7 +247,7 @@ class Serve:
 
     def start(self) -> Serve:
         self.started_at = time.time()
-        log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
+        log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from runbook.cli import main; sys.exit(main())", "serve"],
             stdout=log,

@@ -65,7 +65,7 @@ def typed(text: str) -> tuple[IdentityKind, str]:
     """``slack:U1`` / ``email:a@b`` / ``unix:root`` or an untyped value typed by its shape."""
     prefix, sep, rest = text.partition(":")
     if sep and prefix in KINDS:
-        kind: IdentityKind = prefix  # type: ignore[assignment]
+        kind: IdentityKind = prefix
         value = rest.strip()
     elif "@" in text:
         kind, value = "email", text.strip()

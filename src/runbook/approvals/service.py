@@ -24,11 +24,13 @@ from runbook.approvals.pausing import NoPauser, RunPauser
 from runbook.approvals.policy import Identity, PolicyFile, RoleSource
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
+from runbook.core.gate import Recorder
 from runbook.core.settings import Settings
 from runbook.core.states import ApprovalStatus
 from runbook.store.approvals import ApprovalStore, RequestRow
 from runbook.store.timeline import TimelineStore
-from runbook.timeline.recorder import Recorder, Sink
+from runbook.timeline.recorder import Recorder as TimelineRecorder
+from runbook.timeline.recorder import Sink
 
 log = logging.getLogger("runbook.approvals")
 
@@ -75,17 +77,17 @@ class Approvals:
         """A recorder for a run this process does not execute (gateway, CLI): store + Slack thread."""
         run = self.timeline.get_run(run_id) or {}
         sinks: list[Sink] = list(self._sinks_for(run_id)) if self._sinks_for is not None else []
-        return Recorder(self.timeline, run_id, incident_id=run.get("incident_id"), sinks=sinks)
+        return TimelineRecorder(self.timeline, run_id, incident_id=run.get("incident_id"), sinks=sinks)
 
     @staticmethod
     def details(row: RequestRow, **extra: Any) -> dict[str, Any]:
-        waited = (datetime.now(UTC) - row.created_at).total_seconds() if row.created_at else None
+        waited = (datetime.now(UTC) - row.created_at).total_seconds()
         return {
             "request_id": row.id,
             "plan_hash": row.plan_hash,
             "action": row.request.action,
             "attempt": row.request.attempt,
-            "waited_seconds": round(waited, 3) if waited is not None else None,  # approval latency metric
+            "waited_seconds": round(waited, 3),  # approval latency metric
             **extra,
         }
 

@@ -11,9 +11,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from runbook.actions.registry import ActionRegistry
 from runbook.core.settings import Settings
 from runbook.core.states import RunStatus
+from runbook.spec.models import Playbook
 
 
 def _quiet_prefect() -> None:
@@ -30,13 +33,13 @@ def require_prefect_server() -> str | None:
     return server_problem(Settings.from_env().prefect_api_url)
 
 
-def _registry():  # type: ignore[no-untyped-def]
+def _registry() -> ActionRegistry:
     from runbook.runtime import cached_registry
 
     return cached_registry()
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> Playbook:
     from runbook.spec.lint import find_playbook
 
     return find_playbook(args.playbook, Settings.from_env().playbooks, _registry())
@@ -88,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     flow = build_flow(playbook, from_environment)
     with launched_here(Launch("cli", f"unix:{user}")):
-        state = flow(**params, dry_run=args.dry_run, return_state=True)
+        state: Any = flow(**params, dry_run=args.dry_run, return_state=True)
     run_id = str(state.state_details.flow_run_id)
     run = build_runtime().store.get_run(run_id)
     status = run["status"] if run else "failed"

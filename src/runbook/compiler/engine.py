@@ -186,7 +186,7 @@ class Engine:
             for step in playbook.steps:
                 result = self._step(step, state, in_finally=False)
                 if result in (StepStatus.FAILED, StepStatus.DENIED):
-                    status = result
+                    status = RunStatus(result)
                     reason = state.last_error
                     break
         except BaseException as exc:  # interrupted (KeyboardInterrupt, cancellation)

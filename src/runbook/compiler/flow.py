@@ -11,10 +11,11 @@ outputs are redacted and never persisted as Prefect results (``persist_result=Fa
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runbook.actions.registry import ActionSpec
-from runbook.compiler.engine import Engine, RunOptions, RunOutcome, direct_runner
+from runbook.compiler.engine import Engine, RunOptions, RunOutcome, StepRunner, direct_runner
 from runbook.compiler.params import coerce_params
 from runbook.compiler.wiring import RunWiring, WiringFactory
 from runbook.core.states import RunStatus
@@ -24,14 +25,18 @@ from runbook.store import launches
 if TYPE_CHECKING:
     from prefect import Flow
 
+StepCall = Callable[[], dict[str, Any]]
 SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
 
-def prefect_step_runner(playbook: Playbook):  # type: ignore[no-untyped-def]
-    from prefect import task
+def prefect_step_runner(playbook: Playbook) -> StepRunner:
+    """Each executed step as a Prefect task run named by its step id and tagged with its action."""
+    from prefect import task as prefect_task
     from prefect.cache_policies import NO_CACHE
 
-    def runner(step: Step, spec: ActionSpec, call):  # type: ignore[no-untyped-def]
+    task: Any = prefect_task  # Prefect's overloads do not cover a per-step options call
+
+    def runner(step: Step, spec: ActionSpec, call: StepCall) -> dict[str, Any]:
         def run_step() -> dict[str, Any]:
             return call()
 
@@ -45,7 +50,8 @@ def prefect_step_runner(playbook: Playbook):  # type: ignore[no-untyped-def]
             retries=0,
             log_prints=False,
         )
-        return t()
+        out: dict[str, Any] = t()
+        return out
 
     return runner
 
@@ -136,7 +142,8 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
     run.__name__ = playbook.name.replace("-", "_")
     run.__qualname__ = run.__name__
     run.__doc__ = f"{playbook.title}\n\n{playbook.description}"
-    return flow(
+    decorate: Any = flow  # Prefect's overloads do not cover a callable with a built signature
+    built: Flow[Any, Any] = decorate(
         run,
         name=playbook.name,
         description=playbook.title,
@@ -144,3 +151,4 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
         log_prints=False,
         validate_parameters=True,
     )
+    return built

@@ -52,7 +52,10 @@ class _Unknown(dict):  # type: ignore[type-arg]
 
 
 def plan(
-    playbook: Playbook, params: dict[str, Any], registry: ActionRegistry, incident: dict | None = None
+    playbook: Playbook,
+    params: dict[str, Any],
+    registry: ActionRegistry,
+    incident: dict[str, Any] | None = None,
 ) -> list[PlannedStep]:
     context = {
         "params": params,

@@ -94,7 +94,7 @@ class PrefectPauser:
         """Park this flow run until resumed; returns what the resume claimed (request id, outcome)."""
         from prefect.flow_runs import pause_flow_run
 
-        got = pause_flow_run(
+        got: Any = pause_flow_run(
             wait_for_input=approval_input_model(),
             timeout=timeout_seconds,
             poll_interval=1,
@@ -118,7 +118,7 @@ class PrefectPauser:
         # Prefect sets Paused *before* it saves the run-input schema; a resume in between is REJECTed
         # ("Run input schema not found") without an exception. Report it as not resumed so the watcher
         # tries again on its next tick, else the approved run stays paused until its pause times out.
-        return getattr(result.status, "value", result.status) == "ACCEPT"
+        return bool(getattr(result.status, "value", result.status) == "ACCEPT")
 
 
 def crash_flow_run(run_id: str, reason: str) -> None:

@@ -36,4 +36,5 @@ def run_bounded(fn: Callable[[], T], seconds: float, name: str) -> T:
         raise DeadlineExceeded(f"{name}: no answer within {seconds:g}s")
     if "error" in box:
         raise box["error"]
-    return box["value"]
+    value: T = box["value"]
+    return value

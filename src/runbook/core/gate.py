@@ -78,7 +78,15 @@ class Decision(BaseModel):
 
 
 class Recorder(Protocol):
-    def emit(self, kind: Kind, summary: str, **kw: Any) -> Any: ...
+    def emit(
+        self,
+        kind: Kind,
+        summary: str,
+        *,
+        step_id: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Any: ...
 
 
 class Gate(Protocol):

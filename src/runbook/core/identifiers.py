@@ -17,7 +17,7 @@ IDENTIFIER_PATTERN = rf"^{_PART}(?:\.{_PART})?$"
 IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
 
 
-def check_identifier(value: str) -> str:
+def check_identifier(value: object) -> str:
     """``value`` if it is a plain ``name`` or ``schema.name``; ValueError (saying why) otherwise."""
     if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
         raise ValueError(

@@ -28,7 +28,7 @@ _known: set[str] = set()
 
 def secrets_in_url(url: str) -> list[str]:
     """Passwords inside one URL (or a comma-separated list of them)."""
-    found = []
+    found: list[str] = []
     for part in url.split(","):
         try:
             parsed = urlsplit(part.strip())

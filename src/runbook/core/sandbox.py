@@ -27,7 +27,7 @@ import functools
 import re
 import types
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import nodes
@@ -67,6 +67,34 @@ def _too_large(what: str, limit: int) -> OutputTooLarge:
 # --- measuring ---------------------------------------------------------------------------------
 
 
+def _scalar_size(v: Any) -> int | None:
+    """Characters a leaf value renders to (about); None for a container."""
+    if isinstance(v, str | bytes | bytearray):
+        return len(v)
+    if v is None or isinstance(v, bool):
+        return 5
+    if isinstance(v, int):
+        return v.bit_length() // 3 + 2  # decimal digits <= bits * 0.302
+    if isinstance(v, float):
+        return 24
+    if isinstance(v, range):
+        return 2 + 8 * len(v)
+    return None
+
+
+def _container(v: Any) -> tuple[int, list[Any]] | None:
+    """(its own punctuation, its items) for a container; None for anything else."""
+    if isinstance(v, Mapping):
+        keys = dict.keys(v) if isinstance(v, dict) else v.keys()
+        values = dict.values(v) if isinstance(v, dict) else v.values()
+        return 2 + 4 * len(v), [*keys, *values]
+    if isinstance(v, list | tuple | set | frozenset | deque):
+        return 2 + 2 * len(v), list(v)
+    if isinstance(v, Namespace):
+        return 0, [object.__getattribute__(v, "_Namespace__attrs")]
+    return None
+
+
 def measure(value: Any, limit: int) -> int:
     """About how many characters ``value`` renders to, walking at most ``limit`` of them.
 
@@ -78,31 +106,16 @@ def measure(value: Any, limit: int) -> int:
     stack: list[Any] = [value]
     while stack:
         v = stack.pop()
-        if isinstance(v, str | bytes | bytearray):
-            total += len(v)
-        elif v is None or isinstance(v, bool):
-            total += 5
-        elif isinstance(v, int):
-            total += v.bit_length() // 3 + 2  # decimal digits <= bits * 0.302
-        elif isinstance(v, float):
-            total += 24
-        elif isinstance(v, Mapping):
-            total += 2 + 4 * len(v)
-            if total > limit:
-                return total
-            stack.extend(dict.keys(v) if isinstance(v, dict) else v.keys())
-            stack.extend(dict.values(v) if isinstance(v, dict) else v.values())
-        elif isinstance(v, list | tuple | set | frozenset | deque):
-            total += 2 + 2 * len(v)
-            if total > limit:
-                return total
-            stack.extend(v)
-        elif isinstance(v, range):
-            total += 2 + 8 * len(v)
-        elif isinstance(v, Namespace):
-            stack.append(object.__getattribute__(v, "_Namespace__attrs"))
-        else:
-            total += 8
+        size = _scalar_size(v)
+        if size is None:
+            found = _container(v)
+            if found is None:
+                size = 8
+            else:
+                size, items = found
+                if total + size <= limit:  # never copy the items of a container already too big
+                    stack.extend(items)
+        total += size
         if total > limit:
             return total
     return total
@@ -322,6 +335,71 @@ def _check_string_method(
 # --- filters -------------------------------------------------------------------------------------
 
 
+def _check_center(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    _int_size(_arg(rest, kwargs, 0, "width", 80), limit, "center width")
+
+
+def _check_batch(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    _int_size(_arg(rest, kwargs, 0, "linecount", 1), limit, "batch")
+
+
+def _check_slice(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    _int_size(_arg(rest, kwargs, 0, "slices", 1), limit, "slice")
+
+
+def _check_indent(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    width = _arg(rest, kwargs, 0, "width", 4)
+    per_line = _int_size(width, limit, "indent width") if isinstance(width, int) else len(str(width))
+    estimate = len(str(value)) + (str(value).count("\n") + 1) * per_line
+    if estimate > limit:
+        raise _too_large(f"indent result of about {estimate:,} characters", limit)
+
+
+def _check_wordwrap(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    width = max(1, _int_size(_arg(rest, kwargs, 0, "width", 79), limit, "wordwrap width"))
+    wrap = _arg(rest, kwargs, 2, "wrapstring", None) or "\n"
+    text = len(str(value))
+    estimate = text + (text // width + 1) * len(str(wrap))
+    if estimate > limit:
+        raise _too_large(f"wordwrap result of about {estimate:,} characters", limit)
+
+
+def _check_tojson(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    indent = _arg(rest, kwargs, 0, "indent", None)
+    step = len(str(indent or ""))
+    if isinstance(indent, int):
+        step = _int_size(indent, limit, "tojson indent")
+    estimate = measure(value, limit) * (1 + step)
+    if estimate > limit:
+        raise _too_large(f"tojson result of about {estimate:,} characters", limit)
+
+
+def _check_replace(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    if isinstance(value, str):
+        _check_string_method(value, "replace", tuple(rest), dict(kwargs), limit)
+
+
+def _check_join(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
+    sep = _arg(rest, kwargs, 0, "d", "")
+    items = len(value) if hasattr(value, "__len__") else 0
+    estimate = measure(value, limit) + items * _text_len(sep, limit)
+    if estimate > limit:
+        raise _too_large(f"join result of about {estimate:,} characters", limit)
+
+
+#: filters whose result can be much larger than their input: estimated before they run
+_FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any], int], None]] = {
+    "center": _check_center,
+    "batch": _check_batch,
+    "slice": _check_slice,
+    "indent": _check_indent,
+    "wordwrap": _check_wordwrap,
+    "tojson": _check_tojson,
+    "replace": _check_replace,
+    "join": _check_join,
+}
+
+
 def _filter_precheck(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -336,39 +414,9 @@ def _filter_precheck(
     for extra in (*rest, *kwargs.values()):
         if not isinstance(extra, int):
             check_size(extra, limit, f"argument of the {name!r} filter")
-    if name == "center":
-        _int_size(_arg(rest, kwargs, 0, "width", 80), limit, "center width")
-    elif name in ("batch", "slice"):
-        _int_size(_arg(rest, kwargs, 0, "linecount" if name == "batch" else "slices", 1), limit, name)
-    elif name == "indent":
-        width = _arg(rest, kwargs, 0, "width", 4)
-        per_line = _int_size(width, limit, "indent width") if isinstance(width, int) else len(str(width))
-        estimate = len(str(value)) + (str(value).count("\n") + 1) * per_line
-        if estimate > limit:
-            raise _too_large(f"indent result of about {estimate:,} characters", limit)
-    elif name == "wordwrap":
-        width = max(1, _int_size(_arg(rest, kwargs, 0, "width", 79), limit, "wordwrap width"))
-        wrap = _arg(rest, kwargs, 2, "wrapstring", None) or "\n"
-        text = len(str(value))
-        estimate = text + (text // width + 1) * len(str(wrap))
-        if estimate > limit:
-            raise _too_large(f"wordwrap result of about {estimate:,} characters", limit)
-    elif name == "tojson":
-        indent = _arg(rest, kwargs, 0, "indent", None)
-        step = len(str(indent or ""))
-        if isinstance(indent, int):
-            step = _int_size(indent, limit, "tojson indent")
-        estimate = measure(value, limit) * (1 + step)
-        if estimate > limit:
-            raise _too_large(f"tojson result of about {estimate:,} characters", limit)
-    elif name == "replace" and isinstance(value, str):
-        _check_string_method(value, "replace", tuple(rest), dict(kwargs), limit)
-    elif name == "join":
-        sep = _arg(rest, kwargs, 0, "d", "")
-        items = len(value) if hasattr(value, "__len__") else 0
-        estimate = measure(value, limit) + items * _text_len(sep, limit)
-        if estimate > limit:
-            raise _too_large(f"join result of about {estimate:,} characters", limit)
+    estimate = _FILTER_CHECKS.get(name)
+    if estimate is not None:
+        estimate(value, tuple(rest), kwargs, limit)
     return args, kwargs
 
 
@@ -401,11 +449,11 @@ class _BoundedFilters(dict):  # type: ignore[type-arg]
     def __setitem__(self, name: str, func: Any) -> None:
         super().__setitem__(name, _bounded_filter(name, func, self._env))
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for name, func in dict(*args, **kwargs).items():
             self[name] = func
 
-    def setdefault(self, name: str, func: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, name: str, func: Any = None) -> Any:
         if name not in self:
             self[name] = func
         return self[name]
@@ -422,11 +470,42 @@ def bounded_range(*args: int) -> range:
     return rng
 
 
-def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     """Jinja's ``lipsum`` with at most 20 paragraphs of at most 200 words."""
     if n > 20 or max > 200 or min > max:
         raise OutputTooLarge("output too large: lipsum is limited to 20 paragraphs of 200 words")
     return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
+def _check_power(left: Any, right: Any, limit: int) -> None:
+    if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+        if left.bit_length() * right > MAX_INT_BITS:
+            raise OutputTooLarge(f"output too large: {left} ** {right} (limit {MAX_INT_BITS} bits)")
+
+
+def _check_product(left: Any, right: Any, limit: int) -> None:
+    if isinstance(left, int) and isinstance(right, int):
+        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise OutputTooLarge(f"output too large: integer product (limit {MAX_INT_BITS} bits)")
+        return
+    seq, times = (left, right) if isinstance(right, int) else (right, left)
+    if isinstance(times, int) and times > 0 and not isinstance(seq, int | float):
+        if times > limit or measure(seq, limit) * times > limit:
+            raise _too_large(f"repeating a {type(seq).__name__} {times:,} times", limit)
+
+
+def _check_sum(left: Any, right: Any, limit: int) -> None:
+    if not isinstance(left, int | float) or not isinstance(right, int | float):
+        if measure(left, limit) + measure(right, limit) > limit:
+            raise _too_large(f"adding two {type(left).__name__} values", limit)
+
+
+#: operators whose result can outgrow their operands: checked before Python computes them
+_BINOP_CHECKS: dict[str, Callable[[Any, Any, int], None]] = {
+    "**": _check_power,
+    "*": _check_product,
+    "+": _check_sum,
+}
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -435,15 +514,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _BoundedCodeGenerator
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
-    def __init__(self, *, output_limit: int = MAX_VALUE_CHARS, max_steps: int = MAX_STEPS, **kwargs: Any):
+    def __init__(
+        self, *, output_limit: int = MAX_VALUE_CHARS, max_steps: int = MAX_STEPS, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("finalize", self._finalize)
         self.output_limit = output_limit
         self.max_steps = max_steps
         super().__init__(**kwargs)
         self.filters = _BoundedFilters(self, self.filters)
-        self.filters["format"] = lambda value, *args, **kw: safe_percent(
-            value, kw or args, self.output_limit
-        )
+        self.filters["format"] = lambda value, *args, **kw: safe_percent(value, kw or args, self.output_limit)
         self.globals["range"] = bounded_range
         self.globals["lipsum"] = bounded_lipsum
 
@@ -473,28 +552,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         limit = self.output_limit
         if operator == "%":
             return safe_percent(left, right, limit)
-        if operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-                if left.bit_length() * right > MAX_INT_BITS:
-                    raise OutputTooLarge(f"output too large: {left} ** {right} (limit {MAX_INT_BITS} bits)")
-        elif operator == "*":
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                    raise OutputTooLarge(f"output too large: integer product (limit {MAX_INT_BITS} bits)")
-            else:
-                seq, times = (left, right) if isinstance(right, int) else (right, left)
-                if isinstance(times, int) and times > 0 and not isinstance(seq, int | float):
-                    if times > limit or measure(seq, limit) * times > limit:
-                        raise _too_large(f"repeating a {type(seq).__name__} {times:,} times", limit)
-        elif operator == "+":
-            if not isinstance(left, int | float) or not isinstance(right, int | float):
-                if measure(left, limit) + measure(right, limit) > limit:
-                    raise _too_large(f"adding two {type(left).__name__} values", limit)
+        check = _BINOP_CHECKS.get(operator)
+        if check is not None:
+            check(left, right, limit)
         return super().call_binop(context, operator, left, right)
 
     # -- calls --
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step(CALL_WEIGHT)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", None)
@@ -578,7 +643,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return "".join(out)
 
 
-class _budget_scope:  # noqa: N801 - used as a context manager
+class _budget_scope:
     def __init__(self, steps: int) -> None:
         self.steps = steps
         self.token: contextvars.Token[_Budget | None] | None = None

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from runbook.gateway.pagerduty_events import (
     parse_event,
     verify_signature,
 )
+from runbook.gateway.slack_routes import router as slack_router
 from runbook.gateway.starter import RunStarter, Spool, resolved_note
 from runbook.runtime import Runtime, build_runtime
 from runbook.store.database import Database
@@ -104,6 +106,140 @@ class _Housekeeping:
                 log.warning("slack outbox flush failed: %s", exc)
 
 
+async def _authentic_event(gw: Gateway, request: Request, webhook_id: str) -> tuple[bytes, Any]:
+    """The raw body and its parsed event, or the Response refusing it (413, 401, 400)."""
+    try:
+        raw = await read_limited(request, MAX_BODY)
+    except BodyTooLarge as exc:
+        log.warning("webhook %s refused: %s", webhook_id or "-", exc)
+        return b"", _answer(413, "too_large")
+    if not verify_signature(
+        raw, request.headers.get("x-pagerduty-signature"), gw.settings.pagerduty_webhook_secrets
+    ):
+        why = (
+            "no secrets configured"
+            if not gw.settings.pagerduty_webhook_secrets
+            else "bad or missing signature"
+        )
+        log.warning("webhook %s refused (401): %s; %d bytes", webhook_id or "-", why, len(raw))
+        return raw, _answer(401, "unauthorized")
+    try:
+        return raw, parse_event(json.loads(raw))
+    except (ValueError, MalformedEvent) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        log.warning(
+            "webhook %s malformed (400): %s; %d bytes", webhook_id or "-", type(exc).__name__, len(raw)
+        )
+        return raw, _answer(400, "malformed", error="body is not a PagerDuty V3 webhook event")
+
+
+async def _record(gw: Gateway, record: dict[str, Any]) -> Accepted | Response:
+    """Write the delivery and its claims to the store (or, when it is slow or down, the local spool)."""
+    started = time.perf_counter()
+    try:
+        accepted: Accepted = await asyncio.wait_for(
+            asyncio.to_thread(gw.intake.accept, **record), timeout=STORE_BUDGET
+        )
+        return accepted
+    except Exception as exc:  # noqa: BLE001 - store down or slow: keep the event locally instead
+        try:
+            await asyncio.to_thread(gw.spool.put, record)
+        except OSError as spool_exc:
+            log.error(
+                "webhook %s lost: store (%s) and spool (%s) both failed",
+                record["delivery_id"],
+                redact(str(exc))[:200],
+                spool_exc,
+            )
+            return _answer(503, "unavailable")
+        log.warning(
+            "webhook %s spooled locally; store: %s",
+            record["delivery_id"],
+            redact(f"{type(exc).__name__}: {exc}")[:200],
+        )
+        gw.starter.wake()
+        return _answer(202, "spooled")
+    finally:
+        metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
+
+
+async def pagerduty_delivery(gw: Gateway, request: Request) -> Response:
+    """``POST /webhooks/pagerduty``: verify, parse, match playbooks, record the claims (DESIGN.md)."""
+    # X-Webhook-Id is not signed: it is logged, never used as the deduplication key
+    webhook_id = (request.headers.get("x-webhook-id") or "")[:200]
+    raw, event = await _authentic_event(gw, request, webhook_id)
+    if isinstance(event, Response):
+        return event
+    resolved = event.event_type == "incident.resolved"
+    # file I/O when a playbook changed: off the event loop; a broken playbook is skipped in there
+    catalog = await asyncio.to_thread(gw.catalog.playbooks)
+    playbooks = [pb.name for pb in matching_playbooks(catalog, event)]
+    if not playbooks and not resolved:
+        incident = (event.incident or {}).get("id")
+        log.info(
+            "webhook %s %s for %s: no playbook matches, ignored",
+            webhook_id or "-",
+            event.event_type,
+            incident,
+        )
+        return _answer(202, "ignored", event_type=event.event_type)
+    # The key is signed content: the event id inside the body, else the body's hash. A captured
+    # signed body replayed with a fresh X-Webhook-Id is the same delivery (a PagerDuty retry of a
+    # delivery resends the same body, so it is one too).
+    delivery_id = f"event:{event.event_id}" if event.event_id else "sha256:" + hashlib.sha256(raw).hexdigest()
+    accepted = await _record(
+        gw,
+        dict(
+            delivery_id=delivery_id,
+            event_id=event.event_id or None,
+            event_type=event.event_type,
+            incident=event.incident,
+            playbooks=playbooks,
+            size=len(raw),
+            resolved=resolved,
+        ),
+    )
+    if isinstance(accepted, Response):
+        return accepted
+    if accepted.duplicate:
+        log.info(
+            "webhook %s (X-Webhook-Id %s) is a duplicate delivery: nothing new",
+            delivery_id,
+            webhook_id or "-",
+        )
+        return _answer(202, "duplicate")
+    incident_id = (event.incident or {}).get("id")
+    for run_id, _playbook in accepted.runs_to_note:
+        await asyncio.to_thread(resolved_note, gw.timeline, run_id, str(incident_id), event.agent)
+    if accepted.new_claims:
+        gw.starter.wake()
+    log.info(
+        "webhook %s (X-Webhook-Id %s) %s for incident %s: new runs %s",
+        delivery_id,
+        webhook_id or "-",
+        event.event_type,
+        incident_id,
+        accepted.new_claims or "none",
+    )
+    return _answer(202, "accepted", runs=accepted.new_claims, noted=len(accepted.runs_to_note))
+
+
+async def health(gw: Gateway) -> JSONResponse:
+    """``GET /healthz``: 200 when the store answers; which playbooks intake uses and which it skipped."""
+    try:
+        ok = await asyncio.wait_for(asyncio.to_thread(gw.db.ping), timeout=3)
+    except TimeoutError:
+        ok = False
+    try:  # a broken playbook never fails health: it is named here
+        playbooks: dict[str, Any] = await asyncio.wait_for(asyncio.to_thread(gw.catalog.status), timeout=5)
+    except Exception as exc:  # noqa: BLE001 - the catalog's own trouble is reported, not raised
+        playbooks = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    if not ok:
+        return JSONResponse(
+            {"status": "unavailable", "store": "unreachable", "playbooks": playbooks}, status_code=503
+        )
+    return JSONResponse({"status": "ok", "store": "ok", "playbooks": playbooks})
+
+
 def create_app(
     source: Runtime | Settings | None = None,
     *,
@@ -119,11 +255,11 @@ def create_app(
     gw = _gateway(runtime, prefect_api_url)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         housekeeping = _Housekeeping(gw) if run_starter else None
-        if run_starter:
+        if housekeeping is not None:
             gw.starter.start()
-            housekeeping.start()  # type: ignore[union-attr]
+            housekeeping.start()
         try:
             yield
         finally:
@@ -138,123 +274,11 @@ def create_app(
 
     @app.post("/webhooks/pagerduty")
     async def pagerduty_webhook(request: Request) -> Response:
-        started = time.perf_counter()
-        # X-Webhook-Id is not signed: it is logged, never used as the deduplication key
-        webhook_id = (request.headers.get("x-webhook-id") or "")[:200]
-        try:
-            raw = await read_limited(request, MAX_BODY)
-        except BodyTooLarge as exc:
-            log.warning("webhook %s refused: %s", webhook_id or "-", exc)
-            return _answer(413, "too_large")
-        if not verify_signature(
-            raw, request.headers.get("x-pagerduty-signature"), gw.settings.pagerduty_webhook_secrets
-        ):
-            why = (
-                "no secrets configured"
-                if not gw.settings.pagerduty_webhook_secrets
-                else "bad or missing signature"
-            )
-            log.warning("webhook %s refused (401): %s; %d bytes", webhook_id or "-", why, len(raw))
-            return _answer(401, "unauthorized")
-        try:
-            event = parse_event(json.loads(raw))
-        except (ValueError, MalformedEvent) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            log.warning(
-                "webhook %s malformed (400): %s; %d bytes", webhook_id or "-", type(exc).__name__, len(raw)
-            )
-            return _answer(400, "malformed", error="body is not a PagerDuty V3 webhook event")
-        resolved = event.event_type == "incident.resolved"
-        # file I/O when a playbook changed: off the event loop; a broken playbook is skipped in there
-        catalog = await asyncio.to_thread(gw.catalog.playbooks)
-        playbooks = [pb.name for pb in matching_playbooks(catalog, event)]
-        if not playbooks and not resolved:
-            log.info(
-                "webhook %s %s for %s: no playbook matches, ignored",
-                webhook_id or "-",
-                event.event_type,
-                (event.incident or {}).get("id"),
-            )
-            return _answer(202, "ignored", event_type=event.event_type)
-        # The key is signed content: the event id inside the body, else the body's hash. A captured
-        # signed body replayed with a fresh X-Webhook-Id is the same delivery (a PagerDuty retry of a
-        # delivery resends the same body, so it is one too).
-        delivery_id = (
-            f"event:{event.event_id}" if event.event_id else "sha256:" + hashlib.sha256(raw).hexdigest()
-        )
-        record = dict(
-            delivery_id=delivery_id,
-            event_id=event.event_id or None,
-            event_type=event.event_type,
-            incident=event.incident,
-            playbooks=playbooks,
-            size=len(raw),
-            resolved=resolved,
-        )
-        try:
-            accepted: Accepted = await asyncio.wait_for(
-                asyncio.to_thread(gw.intake.accept, **record), timeout=STORE_BUDGET
-            )
-        except Exception as exc:  # noqa: BLE001 - store down or slow: keep the event locally instead
-            try:
-                await asyncio.to_thread(gw.spool.put, record)
-            except OSError as spool_exc:
-                log.error(
-                    "webhook %s lost: store (%s) and spool (%s) both failed",
-                    delivery_id,
-                    redact(str(exc))[:200],
-                    spool_exc,
-                )
-                return _answer(503, "unavailable")
-            log.warning(
-                "webhook %s spooled locally; store: %s",
-                delivery_id,
-                redact(f"{type(exc).__name__}: {exc}")[:200],
-            )
-            gw.starter.wake()
-            return _answer(202, "spooled")
-        finally:
-            metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
-        if accepted.duplicate:
-            log.info(
-                "webhook %s (X-Webhook-Id %s) is a duplicate delivery: nothing new",
-                delivery_id,
-                webhook_id or "-",
-            )
-            return _answer(202, "duplicate")
-        incident_id = (event.incident or {}).get("id")
-        for run_id, _playbook in accepted.runs_to_note or []:
-            await asyncio.to_thread(resolved_note, gw.timeline, run_id, str(incident_id), event.agent)
-        if accepted.new_claims:
-            gw.starter.wake()
-        log.info(
-            "webhook %s (X-Webhook-Id %s) %s for incident %s: new runs %s",
-            delivery_id,
-            webhook_id or "-",
-            event.event_type,
-            incident_id,
-            accepted.new_claims or "none",
-        )
-        return _answer(
-            202, "accepted", runs=accepted.new_claims or [], noted=len(accepted.runs_to_note or [])
-        )
+        return await pagerduty_delivery(gw, request)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        try:
-            ok = await asyncio.wait_for(asyncio.to_thread(gw.db.ping), timeout=3)
-        except TimeoutError:
-            ok = False
-        try:  # which playbooks intake uses and which it skipped (a broken one never fails health)
-            playbooks: dict[str, Any] = await asyncio.wait_for(
-                asyncio.to_thread(gw.catalog.status), timeout=5
-            )
-        except Exception as exc:  # noqa: BLE001 - the catalog's own trouble is reported, not raised
-            playbooks = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        if not ok:
-            return JSONResponse(
-                {"status": "unavailable", "store": "unreachable", "playbooks": playbooks}, status_code=503
-            )
-        return JSONResponse({"status": "ok", "store": "ok", "playbooks": playbooks})
+        return await health(gw)
 
     follower = metrics.StoreFollower(gw.timeline)
 
@@ -267,10 +291,5 @@ def create_app(
         text, content_type = metrics.render()
         return Response(text, media_type=content_type)
 
-    try:
-        from runbook.gateway.slack_routes import router as slack_router  # type: ignore[import-not-found]
-    except ImportError:
-        log.debug("Slack interactivity routes not available in this build")
-    else:
-        app.include_router(slack_router)
+    app.include_router(slack_router)
     return app

@@ -99,7 +99,8 @@ def parse_event(payload: Any) -> WebhookEvent:
     event = payload.get("event") if isinstance(payload, dict) else None
     if not isinstance(event, dict) or not isinstance(event.get("event_type"), str):
         raise MalformedEvent("payload has no event.event_type")
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    raw_data = event.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     incident: dict[str, Any] | None = None
     if data.get("type") in INCIDENT_DATA_TYPES and data.get("id"):
         incident = incident_from(data)

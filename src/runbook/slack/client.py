@@ -32,7 +32,7 @@ def make_client(settings: Settings, *, quick: bool = False) -> Any:
         else [RateLimitErrorRetryHandler(max_retry_count=3), ServerErrorRetryHandler(max_retry_count=1)]
     )
     return WebClient(
-        token=settings.slack_bot_token, timeout=1.5 if quick else 5, retry_handlers=retries, **kwargs
+        token=settings.slack_bot_token, timeout=2 if quick else 5, retry_handlers=retries, **kwargs
     )
 
 

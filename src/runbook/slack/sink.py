@@ -188,7 +188,8 @@ class Outbox:
 
     def _incident_channel(self, name: str) -> str | None:
         try:
-            return self._call("conversations_create", name=name)["channel"]["id"]
+            created: str = self._call("conversations_create", name=name)["channel"]["id"]
+            return created
         except RuntimeError as exc:
             if "name_taken" not in str(exc):
                 log.warning("could not create #%s: %s; using %s", name, exc, self.settings.slack_channel)
@@ -198,7 +199,7 @@ class Outbox:
             resp = self._call("conversations_list", limit=200, cursor=cursor, exclude_archived=True)
             for ch in resp.get("channels", []):
                 if ch.get("name") == name:
-                    return ch["id"]
+                    return str(ch["id"])
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return None

@@ -109,7 +109,8 @@ def lint_source(src: Source, registry: ActionRegistry) -> tuple[Playbook | None,
 
 def _semantic_problems(src: Source, data: dict[str, Any], registry: ActionRegistry) -> list[Problem]:
     problems: list[Problem] = []
-    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    raw_params = data.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     problems.extend(_schedule_param_problems(src, data, params))
     seen: set[str] = set()
     main_ids: list[str] = []
@@ -326,8 +327,10 @@ def _schedule_param_problems(src: Source, data: dict[str, Any], params: dict[str
     from runbook.spec.models import ParamSpec
 
     problems: list[Problem] = []
-    triggers = data.get("triggers") if isinstance(data.get("triggers"), dict) else {}
-    schedules = triggers.get("schedule") if isinstance(triggers.get("schedule"), list) else []
+    raw_triggers = data.get("triggers")
+    triggers: dict[str, Any] = raw_triggers if isinstance(raw_triggers, dict) else {}
+    raw_schedules = triggers.get("schedule")
+    schedules: list[Any] = raw_schedules if isinstance(raw_schedules, list) else []
     for i, sched in enumerate(schedules):
         given = sched.get("params") if isinstance(sched, dict) else None
         if not isinstance(given, dict):

@@ -6,6 +6,7 @@ action registry or the expression parser live in ``lint``.
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,7 +51,7 @@ class ParamSpec(Strict):
     enum: list[Any] | None = None
     pattern: str | None = None
 
-    def python_type(self) -> type:
+    def python_type(self) -> builtins.type[Any]:
         return PARAM_TYPES[self.type]
 
     def coerce(self, name: str, value: Any) -> Any:
@@ -62,34 +63,45 @@ class ParamSpec(Strict):
             raise ValueError(f"param {name}: {value!r} is not one of {self.enum}")
         return value
 
+    def _from_text(self, name: str, kind: builtins.type[Any], value: str) -> Any:
+        """A value given as text (``-p k=v``, a form field) read as the param's type."""
+        if kind is bool:
+            low = value.strip().lower()
+            if low not in {"true", "false", "yes", "no", "1", "0"}:
+                raise ValueError(f"param {name}: expected a boolean, got {value!r}")
+            return low in {"true", "yes", "1"}
+        if kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"param {name}: expected {self.type}, got {value!r}") from None
+        if kind in (list, dict):
+            import json
+
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError(f"param {name}: expected JSON {self.type}, got {value!r}") from None
+        return value
+
     def _coerce_type(self, name: str, value: Any) -> Any:
         kind = self.python_type()
         if value is None:
             return None
-        if kind is bool and isinstance(value, str):
-            low = value.strip().lower()
-            if low not in {"true", "false", "yes", "no", "1", "0"}:
-                raise ValueError(f"param {name}: expected a boolean, got {value!r}")
-            value = low in {"true", "yes", "1"}
-        elif kind in (int, float) and isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise ValueError(f"param {name}: expected {self.type}, got {value!r}") from None
-        elif kind in (list, dict) and isinstance(value, str):
-            import json
-
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ValueError(f"param {name}: expected JSON {self.type}, got {value!r}") from None
+        if isinstance(value, str):
+            value = self._from_text(name, kind, value)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"param {name}: expected {self.type}, got {type(value).__name__} {value!r}")
+        if self.type == "identifier" and value == "":
+            return None  # empty: not set (``when: "{{ params.table }}"`` skips the step)
+        self._check_bounds(name, value)
+        return value
+
+    def _check_bounds(self, name: str, value: Any) -> None:
+        """What the playbook declares beyond the type: identifier shape, pattern, minimum, maximum."""
         if self.type == "identifier":
-            if value == "":
-                return None  # empty: not set (``when: "{{ params.table }}"`` skips the step)
             try:
                 check_identifier(value)
             except ValueError as exc:
@@ -100,7 +112,6 @@ class ParamSpec(Strict):
             raise ValueError(f"param {name}: {value} is below the minimum {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
             raise ValueError(f"param {name}: {value} is above the maximum {self.maximum:g}")
-        return value
 
     @model_validator(mode="after")
     def _default_fits(self) -> ParamSpec:

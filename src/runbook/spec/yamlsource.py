@@ -157,7 +157,7 @@ def _structure_problems(events: Iterator[yaml.Event], file: str) -> list[Problem
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in aliased:  # one problem per anchor name is enough to find them
                 continue
-            aliased.add(event.anchor)
+            aliased.add(str(event.anchor))
             problems.append(
                 _event_problem(
                     event,
@@ -258,7 +258,7 @@ def _scalar(node: yaml.Node, src: Source) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return [] if isinstance(node, yaml.SequenceNode) else {}
     try:
-        return _Loader(" ").construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        return _Loader(" ").construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         src.problems.append(Problem(src.file, *_pos(node), f"bad value: {exc}"))
         return node.value

@@ -185,7 +185,8 @@ class Cursor:
             if _is_integrity(exc):
                 raise IntegrityConflict(str(exc)) from None
             raise
-        return self._cur.rowcount
+        count: int = self._cur.rowcount
+        return count
 
     def insert_returning_id(self, sql: str, params: Sequence[Any] = ()) -> int:
         if self._db.is_postgres:

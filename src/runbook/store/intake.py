@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.core.clock import ts
@@ -77,8 +77,9 @@ class Accepted:
     """What one accepted delivery did."""
 
     duplicate: bool = False
-    new_claims: list[str] | None = None
-    runs_to_note: list[tuple[str, str]] | None = None  # (flow_run_id, playbook) of started runs
+    new_claims: list[str] = field(default_factory=list)
+    #: (flow_run_id, playbook) of the runs already started for a resolved incident
+    runs_to_note: list[tuple[str, str]] = field(default_factory=list)
 
 
 class IntakeStore:

@@ -47,6 +47,9 @@ from runbook.core.settings import Settings
 from runbook.spec.lint import find_playbook, load_playbook
 from runbook.store.timeline import TimelineStore
 
+Outcome = Literal["approved", "denied", "expired"]
+OUTCOMES: dict[str, Outcome] = {"approve": "approved", "deny": "denied", "expire": "expired"}
+
 #: Backends whose actions need no service and run for real in a rehearsal.
 LIVE_BACKENDS = frozenset({"core", "timeline"})
 BASELINE_FILE = "baseline.yaml"
@@ -271,7 +274,7 @@ class ScriptedGate:
             answer = Answer(decision="deny", by=["rehearsal"], reason="not scripted in the rehearsal")
         role = req.approvers[0] if req.approvers else "approver"
         people = answer.by or [f"{role}-{i + 1}" for i in range(req.min_approvals)]
-        outcome = {"approve": "approved", "deny": "denied", "expire": "expired"}[answer.decision]
+        outcome = OUTCOMES[answer.decision]
         kind = {
             "approved": Kind.APPROVAL_APPROVED,
             "denied": Kind.APPROVAL_DENIED,
@@ -343,6 +346,29 @@ def _subset_problems(expected: Any, actual: Any, where: str) -> list[str]:
     return []
 
 
+def _approval_problems(expected: list[Any], requests: list[GateRequest]) -> list[str]:
+    """How the approval prompts differ from the ones the rehearsal file expects."""
+    problems: list[str] = []
+    asked = [r.step_id for r in requests]
+    wanted = [a.step for a in expected]
+    if asked != wanted:
+        problems.append(f"approval prompts: expected {wanted}, got {asked}")
+    for want, req in zip(expected, requests, strict=False):
+        if want.step != req.step_id:
+            continue
+        where = f"approval {req.step_id}"
+        if want.approvers is not None and want.approvers != req.approvers:
+            problems.append(f"{where}: approvers {req.approvers}, expected {want.approvers}")
+        if want.min_approvals is not None and want.min_approvals != req.min_approvals:
+            problems.append(f"{where}: min_approvals {req.min_approvals}, expected {want.min_approvals}")
+        if want.kind is not None and want.kind != req.kind:
+            problems.append(f"{where}: kind {req.kind}, expected {want.kind}")
+        problems.extend(_subset_problems(want.params, req.params, f"{where}.params"))
+        if want.description_contains and want.description_contains not in req.description:
+            problems.append(f"{where}: description {req.description!r} lacks {want.description_contains!r}")
+    return problems
+
+
 def check(spec: RehearsalSpec, report_parts: dict[str, Any]) -> list[str]:
     """Every difference between what the file expects and what the run did."""
     exp = spec.expect
@@ -365,25 +391,7 @@ def check(spec: RehearsalSpec, report_parts: dict[str, Any]) -> list[str]:
             + ", ".join(f"{k}={v}" for k, v in actual_steps)
         )
     if exp.approvals is not None:
-        asked = [r.step_id for r in requests]
-        wanted = [a.step for a in exp.approvals]
-        if asked != wanted:
-            problems.append(f"approval prompts: expected {wanted}, got {asked}")
-        for want, req in zip(exp.approvals, requests, strict=False):
-            if want.step != req.step_id:
-                continue
-            where = f"approval {req.step_id}"
-            if want.approvers is not None and want.approvers != req.approvers:
-                problems.append(f"{where}: approvers {req.approvers}, expected {want.approvers}")
-            if want.min_approvals is not None and want.min_approvals != req.min_approvals:
-                problems.append(f"{where}: min_approvals {req.min_approvals}, expected {want.min_approvals}")
-            if want.kind is not None and want.kind != req.kind:
-                problems.append(f"{where}: kind {req.kind}, expected {want.kind}")
-            problems.extend(_subset_problems(want.params, req.params, f"{where}.params"))
-            if want.description_contains and want.description_contains not in req.description:
-                problems.append(
-                    f"{where}: description {req.description!r} lacks {want.description_contains!r}"
-                )
+        problems.extend(_approval_problems(exp.approvals, requests))
     for step_id, subset in exp.outputs.items():
         problems.extend(_subset_problems(subset, outcome.outputs.get(step_id), f"outputs.{step_id}"))
     calls: list[Call] = report_parts["calls"]

@@ -125,7 +125,7 @@ def _read_packaged(name: str) -> tuple[str, str] | None:
     return node.read_text(encoding="utf-8"), f"runbook/templates/{name}"
 
 
-def read_template(name: str, folder: Path | None) -> tuple[str, str]:
+def read_template(name: object, folder: Path | None) -> tuple[str, str]:
     """``(text, where)`` of template ``name``: the configured ``folder`` first, then the packaged
     templates. Raises :class:`TemplateRefused` for a path or a name that is neither."""
     if not isinstance(name, str) or not name:
