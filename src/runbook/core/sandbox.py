@@ -26,8 +26,7 @@ import contextvars
 import functools
 import re
 import types
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import nodes
@@ -40,92 +39,32 @@ from jinja2.sandbox import (
 from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import EscapeFormatter, Markup
 
-#: characters one rendered value (a ``with:`` value, a condition) may reach
-MAX_VALUE_CHARS = 1_000_000
-#: characters a postmortem draft may reach
-MAX_POSTMORTEM_CHARS = 2_000_000
-#: items ``range()`` may produce (Jinja's own sandbox allows 100 000)
-MAX_RANGE = 10_000
-#: bits an integer result may have (about 3 000 decimal digits)
-MAX_INT_BITS = 10_000
-#: loop iterations plus calls one render may make
-MAX_STEPS = 100_000
+from runbook.core.sizes import (
+    BINOP_CHECKS,
+    MAX_INT_BITS,
+    MAX_POSTMORTEM_CHARS,
+    MAX_RANGE,
+    MAX_STEPS,
+    MAX_VALUE_CHARS,
+    ExpressionError,
+    OutputTooLarge,
+    arg_of,
+    check_size,
+    check_string_method,
+    filter_precheck,
+    int_size,
+    measure,
+    too_large,
+)
 
-
-class ExpressionError(Exception):
-    """An expression failed to parse or evaluate (message is for the operator)."""
-
-
-class OutputTooLarge(ExpressionError):
-    """A template tried to build a value or text larger than its bound."""
-
-
-def _too_large(what: str, limit: int) -> OutputTooLarge:
-    return OutputTooLarge(f"output too large: {what} (limit {limit:,} characters)")
-
-
-# --- measuring ---------------------------------------------------------------------------------
-
-
-def _scalar_size(v: Any) -> int | None:
-    """Characters a leaf value renders to (about); None for a container."""
-    if isinstance(v, str | bytes | bytearray):
-        return len(v)
-    if v is None or isinstance(v, bool):
-        return 5
-    if isinstance(v, int):
-        return v.bit_length() // 3 + 2  # decimal digits <= bits * 0.302
-    if isinstance(v, float):
-        return 24
-    if isinstance(v, range):
-        return 2 + 8 * len(v)
-    return None
-
-
-def _container(v: Any) -> tuple[int, list[Any]] | None:
-    """(its own punctuation, its items) for a container; None for anything else."""
-    if isinstance(v, Mapping):
-        keys = dict.keys(v) if isinstance(v, dict) else v.keys()
-        values = dict.values(v) if isinstance(v, dict) else v.values()
-        return 2 + 4 * len(v), [*keys, *values]
-    if isinstance(v, list | tuple | set | frozenset | deque):
-        return 2 + 2 * len(v), list(v)
-    if isinstance(v, Namespace):
-        return 0, [object.__getattribute__(v, "_Namespace__attrs")]
-    return None
-
-
-def measure(value: Any, limit: int) -> int:
-    """About how many characters ``value`` renders to, walking at most ``limit`` of them.
-
-    Shared references count each time they appear (that is what rendering does), so a list that
-    contains itself twice, forty times over, measures as the 2**40 items it would print. Returns
-    a number greater than ``limit`` as soon as the walk passes it. Objects that are not plain
-    data (timeline events, datetimes) count as a few characters."""
-    total = 0
-    stack: list[Any] = [value]
-    while stack:
-        v = stack.pop()
-        size = _scalar_size(v)
-        if size is None:
-            found = _container(v)
-            if found is None:
-                size = 8
-            else:
-                size, items = found
-                if total + size <= limit:  # never copy the items of a container already too big
-                    stack.extend(items)
-        total += size
-        if total > limit:
-            return total
-    return total
-
-
-def check_size(value: Any, limit: int, what: str) -> Any:
-    if measure(value, limit) > limit:
-        raise _too_large(what, limit)
-    return value
-
+__all__ = [
+    "MAX_POSTMORTEM_CHARS",
+    "MAX_VALUE_CHARS",
+    "BoundedSandbox",
+    "ExpressionError",
+    "OutputTooLarge",
+    "check_size",
+]
 
 # --- the per-render step budget ----------------------------------------------------------------
 
@@ -219,7 +158,7 @@ def _spec_width(spec: str, limit: int) -> int:
     total = 0
     for digits in _DIGITS.findall(spec):
         if len(digits) > 9:
-            raise _too_large(f"format width {digits[:12]}...", limit)
+            raise too_large(f"format width {digits[:12]}...", limit)
         total += int(digits)
     return total
 
@@ -235,7 +174,7 @@ class _BoundedFormatter(SandboxedFormatter):
     def _spend(self, n: int, what: str) -> None:
         self.spent += n
         if self.spent > self.limit:
-            raise _too_large(what, self.limit)
+            raise too_large(what, self.limit)
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
         check_size(value, self.limit, "value formatted with str.format")
@@ -260,164 +199,18 @@ def safe_percent(fmt: Any, values: Any, limit: int) -> Any:
         for m in _PERCENT_SPEC.finditer(fmt):
             for group in m.groups():
                 if group == "*":
-                    raise _too_large("'*' width in %-formatting", limit)
+                    raise too_large("'*' width in %-formatting", limit)
                 if group:
                     widths += _spec_width(group, limit)
         if widths > limit:
-            raise _too_large("%-format widths", limit)
+            raise too_large("%-format widths", limit)
         check_size(values, limit, "values of %-formatting")
         result = fmt % values
         return check_size(result, limit, "%-formatting result")
     return fmt % values
 
 
-# --- calls to methods of builtin types -----------------------------------------------------------
-
-#: str/bytes methods whose result is never longer than the string itself (or is not a string)
-_SHRINKING = frozenset(
-    """capitalize casefold count decode encode endswith find format format_map index isalnum isalpha
-    isascii isdecimal isdigit isidentifier islower isnumeric isprintable isspace istitle isupper
-    lower lstrip partition removeprefix removesuffix rfind rindex rpartition rsplit rstrip split
-    splitlines startswith strip swapcase title upper hex""".split()
-)
-_PADDING = frozenset({"center", "ljust", "rjust", "zfill"})
-
-
-def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
-
-
-def _int_size(value: Any, limit: int, what: str) -> int:
-    if isinstance(value, int) and value > limit:
-        raise _too_large(f"{what} {value:,}", limit)
-    return value if isinstance(value, int) else 0
-
-
-def _text_len(value: Any, limit: int) -> int:
-    return len(value) if isinstance(value, str | bytes | bytearray) else measure(value, limit)
-
-
-def _check_string_method(
-    owner: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Refuse a call to ``owner.name(...)`` (a str or bytes) whose result could pass ``limit``;
-    returns the arguments to call with (an iterable given to ``join`` is materialised once)."""
-    size = len(owner)
-    if name in _SHRINKING:
-        return args, kwargs
-    if name in _PADDING:
-        _int_size(_arg(args, kwargs, 0, "width", 0), limit, f"{name}() width")
-        return args, kwargs
-    if name == "expandtabs":
-        tab = _int_size(_arg(args, kwargs, 0, "tabsize", 8), limit, "expandtabs() tab size")
-        estimate = size + owner.count("\t" if isinstance(owner, str) else b"\t") * tab
-    elif name == "replace":
-        old, new = _arg(args, kwargs, 0, "old", ""), _arg(args, kwargs, 1, "new", "")
-        count = _arg(args, kwargs, 2, "count", -1)
-        hits = size + 1 if not old else owner.count(old)
-        if isinstance(count, int) and count >= 0:
-            hits = min(hits, count)
-        estimate = size + hits * max(0, _text_len(new, limit) - _text_len(old, limit))
-    elif name == "join":
-        items = list(_arg(args, kwargs, 0, "iterable", ()))
-        estimate = measure(items, limit) + len(items) * size
-        args, kwargs = (items,), {}
-    else:  # translate, anything else: assume every character may become the largest argument
-        widest = max((_text_len(a, limit) for a in (*args, *kwargs.values())), default=1)
-        estimate = size * max(1, widest)
-    if estimate > limit:
-        raise _too_large(f"str.{name}() result of about {estimate:,} characters", limit)
-    return args, kwargs
-
-
 # --- filters -------------------------------------------------------------------------------------
-
-
-def _check_center(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    _int_size(_arg(rest, kwargs, 0, "width", 80), limit, "center width")
-
-
-def _check_batch(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    _int_size(_arg(rest, kwargs, 0, "linecount", 1), limit, "batch")
-
-
-def _check_slice(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    _int_size(_arg(rest, kwargs, 0, "slices", 1), limit, "slice")
-
-
-def _check_indent(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    width = _arg(rest, kwargs, 0, "width", 4)
-    per_line = _int_size(width, limit, "indent width") if isinstance(width, int) else len(str(width))
-    estimate = len(str(value)) + (str(value).count("\n") + 1) * per_line
-    if estimate > limit:
-        raise _too_large(f"indent result of about {estimate:,} characters", limit)
-
-
-def _check_wordwrap(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    width = max(1, _int_size(_arg(rest, kwargs, 0, "width", 79), limit, "wordwrap width"))
-    wrap = _arg(rest, kwargs, 2, "wrapstring", None) or "\n"
-    text = len(str(value))
-    estimate = text + (text // width + 1) * len(str(wrap))
-    if estimate > limit:
-        raise _too_large(f"wordwrap result of about {estimate:,} characters", limit)
-
-
-def _check_tojson(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    indent = _arg(rest, kwargs, 0, "indent", None)
-    step = len(str(indent or ""))
-    if isinstance(indent, int):
-        step = _int_size(indent, limit, "tojson indent")
-    estimate = measure(value, limit) * (1 + step)
-    if estimate > limit:
-        raise _too_large(f"tojson result of about {estimate:,} characters", limit)
-
-
-def _check_replace(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    if isinstance(value, str):
-        _check_string_method(value, "replace", tuple(rest), dict(kwargs), limit)
-
-
-def _check_join(value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
-    sep = _arg(rest, kwargs, 0, "d", "")
-    items = len(value) if hasattr(value, "__len__") else 0
-    estimate = measure(value, limit) + items * _text_len(sep, limit)
-    if estimate > limit:
-        raise _too_large(f"join result of about {estimate:,} characters", limit)
-
-
-#: filters whose result can be much larger than their input: estimated before they run
-_FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], dict[str, Any], int], None]] = {
-    "center": _check_center,
-    "batch": _check_batch,
-    "slice": _check_slice,
-    "indent": _check_indent,
-    "wordwrap": _check_wordwrap,
-    "tojson": _check_tojson,
-    "replace": _check_replace,
-    "join": _check_join,
-}
-
-
-def _filter_precheck(
-    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Refuse a filter call that could build more than ``limit``; returns the arguments to use."""
-    if not args:
-        return args, kwargs
-    value, rest = args[0], args[1:]
-    if isinstance(value, Iterator) and name in ("join", "list", "tojson", "string", "pprint", "sum"):
-        value = list(value)  # a generator from map/select: materialise it once, then measure it
-        args = (value, *rest)
-    check_size(value, limit, f"input of the {name!r} filter")
-    for extra in (*rest, *kwargs.values()):
-        if not isinstance(extra, int):
-            check_size(extra, limit, f"argument of the {name!r} filter")
-    estimate = _FILTER_CHECKS.get(name)
-    if estimate is not None:
-        estimate(value, tuple(rest), kwargs, limit)
-    return args, kwargs
 
 
 def _bounded_filter(name: str, func: Any, env: BoundedSandbox) -> Any:
@@ -428,7 +221,7 @@ def _bounded_filter(name: str, func: Any, env: BoundedSandbox) -> Any:
     @functools.wraps(func)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         head, tail = args[:leading], args[leading:]
-        tail, kwargs = _filter_precheck(name, tuple(tail), kwargs, env.output_limit)
+        tail, kwargs = filter_precheck(name, tuple(tail), kwargs, env.output_limit)
         result = func(*head, *tail, **kwargs)
         if not isinstance(result, Iterator):
             check_size(result, env.output_limit, f"result of the {name!r} filter")
@@ -477,37 +270,6 @@ def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100)
     return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
 
 
-def _check_power(left: Any, right: Any, limit: int) -> None:
-    if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-        if left.bit_length() * right > MAX_INT_BITS:
-            raise OutputTooLarge(f"output too large: {left} ** {right} (limit {MAX_INT_BITS} bits)")
-
-
-def _check_product(left: Any, right: Any, limit: int) -> None:
-    if isinstance(left, int) and isinstance(right, int):
-        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise OutputTooLarge(f"output too large: integer product (limit {MAX_INT_BITS} bits)")
-        return
-    seq, times = (left, right) if isinstance(right, int) else (right, left)
-    if isinstance(times, int) and times > 0 and not isinstance(seq, int | float):
-        if times > limit or measure(seq, limit) * times > limit:
-            raise _too_large(f"repeating a {type(seq).__name__} {times:,} times", limit)
-
-
-def _check_sum(left: Any, right: Any, limit: int) -> None:
-    if not isinstance(left, int | float) or not isinstance(right, int | float):
-        if measure(left, limit) + measure(right, limit) > limit:
-            raise _too_large(f"adding two {type(left).__name__} values", limit)
-
-
-#: operators whose result can outgrow their operands: checked before Python computes them
-_BINOP_CHECKS: dict[str, Callable[[Any, Any, int], None]] = {
-    "**": _check_power,
-    "*": _check_product,
-    "+": _check_sum,
-}
-
-
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with size and work bounds (see the module docstring)."""
 
@@ -552,7 +314,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         limit = self.output_limit
         if operator == "%":
             return safe_percent(left, right, limit)
-        check = _BINOP_CHECKS.get(operator)
+        check = BINOP_CHECKS.get(operator)
         if check is not None:
             check(left, right, limit)
         return super().call_binop(context, operator, left, right)
@@ -564,10 +326,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", None)
         if isinstance(owner, str | bytes | bytearray) and isinstance(name, str):  # str, Markup, bytes
-            args, kwargs = _check_string_method(owner, name, args, kwargs, __self.output_limit)
+            args, kwargs = check_string_method(owner, name, args, kwargs, __self.output_limit)
         elif isinstance(__obj, types.BuiltinMethodType) and isinstance(owner, int):
             if __obj.__name__ == "to_bytes":
-                _int_size(_arg(args, kwargs, 0, "length", 1), __self.output_limit, "to_bytes() length")
+                int_size(arg_of(args, kwargs, 0, "length", 1), __self.output_limit, "to_bytes() length")
         result = super().call(__context, __obj, *args, **kwargs)
         if isinstance(result, str | bytes | list | tuple | dict | set | Namespace):
             check_size(result, __self.output_limit, f"result of {getattr(__obj, '__name__', 'a call')}()")
@@ -614,7 +376,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         for part in parts:
             size += measure(part, self.output_limit)
             if size > self.output_limit:
-                raise _too_large("'~' concatenation", self.output_limit)
+                raise too_large("'~' concatenation", self.output_limit)
         return "".join(str(p) for p in parts)
 
     def rb_container(self, value: Any) -> Any:
@@ -638,7 +400,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             for chunk in template.generate(**context):
                 size += len(chunk)
                 if size > limit:
-                    raise _too_large("rendered text", limit)
+                    raise too_large("rendered text", limit)
                 out.append(chunk)
         return "".join(out)
 
