@@ -17,23 +17,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from runbook.actions.context import ActionContext, ActionError, Connections
+from runbook.actions.context import ActionContext, Connections
 from runbook.actions.registry import ActionRegistry, ActionSpec, describe
-from runbook.core.bounded import DeadlineExceeded, run_bounded
+from runbook.compiler.run_state import (
+    EXIT_CODES,
+    RunOptions,
+    RunOutcome,
+    RunState,
+    StepFailed,
+    StepRunner,
+    StepTimeout,
+    as_output,
+    brief,
+    call_with_timeout,
+    direct_runner,
+    error_line,
+    is_transient,
+)
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
-from runbook.core.expressions import ExpressionError, Obj, evaluate_condition, render_value, wrap
+from runbook.core.expressions import ExpressionError, evaluate_condition, render_value
 from runbook.core.gate import Decision, Gate, GateRequest, RefusingGate, plan_hash
 from runbook.core.redact import redact, redact_data
 from runbook.core.settings import Settings
-from runbook.core.states import EXIT_CODES as STATE_EXIT_CODES
 from runbook.core.states import RunStatus, StepStatus
 from runbook.spec.models import Playbook, Step
 from runbook.store.ledger import Ledger
@@ -41,91 +51,19 @@ from runbook.store.timeline import TimelineStore
 from runbook.timeline.recorder import Recorder, Sink
 
 log = logging.getLogger("runbook.engine")
-EXIT_CODES = {str(status): code for status, code in STATE_EXIT_CODES.items()}
+__all__ = [
+    "EXIT_CODES",
+    "Engine",
+    "RunOptions",
+    "RunOutcome",
+    "StepFailed",
+    "StepRunner",
+    "StepTimeout",
+    "direct_runner",
+    "error_line",
+    "is_transient",
+]
 MAX_REASKS = 3
-
-
-class StepRunner(Protocol):
-    def __call__(
-        self, step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]: ...
-
-
-def direct_runner(step: Step, spec: ActionSpec, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return call()
-
-
-class StepFailed(Exception):
-    """A step's action failed; the message is one redacted line naming the step and cause."""
-
-
-class StepTimeout(StepFailed):
-    pass
-
-
-@dataclass
-class RunOptions:
-    run_id: str
-    params: dict[str, Any]
-    incident: dict[str, Any] | None = None
-    requested_by: str | None = None
-    trigger: str = "manual"
-    dry_run: bool = False
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    status: str
-    reason: str | None = None
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.status, 1)
-
-
-class _Skipped(dict):  # type: ignore[type-arg]
-    """What ``steps.<id>`` holds for a skipped step: reading a field is a clear error."""
-
-    def __init__(self, step_id: str, why: str) -> None:
-        super().__init__(skipped=True, why=why)
-        self.step_id = step_id
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self:
-            return self[name]
-        raise ExpressionError(f"steps.{self.step_id} was skipped ({self['why']}); it has no '{name}'")
-
-
-def call_with_timeout(fn: Callable[[], Any], seconds: float | None, what: str) -> Any:
-    """Run ``fn`` and give up after ``seconds`` (the worker thread is abandoned, not killed)."""
-    if seconds is None:
-        return fn()
-    try:
-        return run_bounded(fn, seconds, f"step:{what}")
-    except DeadlineExceeded:
-        raise StepTimeout(f"{what}: timed out after {format_duration(seconds)}") from None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth trying the same call again: an unreachable backend or a timeout. A guardrail refusal, a
-    validation or expression error, or an action's own verdict fails the step at once."""
-    if isinstance(exc, ActionError):
-        return exc.transient
-    return isinstance(exc, StepTimeout | TimeoutError | ConnectionError)
-
-
-def error_line(exc: BaseException) -> str:
-    """One redacted line for the operator: typed action errors as they are, others with their type."""
-    if isinstance(exc, ActionError | StepFailed | ExpressionError):
-        text = str(exc)
-    elif isinstance(exc, ValidationError):
-        text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        text = f"bad parameters: {text}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return redact(" ".join(text.split()))[:2000]
 
 
 class Engine:
@@ -180,7 +118,7 @@ class Engine:
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(opts.run_id, stop), daemon=True)
         beat.start()
-        state = _RunState(playbook, opts, rec)
+        state = RunState(playbook, opts, rec)
         status, reason = RunStatus.COMPLETED, None
         try:
             for step in playbook.steps:
@@ -206,7 +144,7 @@ class Engine:
             status, reason = RunStatus.FAILED, f"finally step {failed_finally} failed: {state.last_error}"
         return self._finish(rec, state, status, reason)
 
-    def _finally(self, playbook: Playbook, state: _RunState) -> str | None:
+    def _finally(self, playbook: Playbook, state: RunState) -> str | None:
         """Run every finally step whatever happens; the first that failed with ``on_failure:
         abort`` (e.g. a post-maintenance verification) is returned so it can fail a completed run."""
         first_failed = None
@@ -215,7 +153,7 @@ class Engine:
                 first_failed = step.id
         return first_failed
 
-    def _finish(self, rec: Recorder, state: _RunState, status: str, reason: str | None) -> RunOutcome:
+    def _finish(self, rec: Recorder, state: RunState, status: str, reason: str | None) -> RunOutcome:
         counts: dict[str, int] = {}
         for s in state.statuses.values():
             counts[s] = counts.get(s, 0) + 1
@@ -237,7 +175,7 @@ class Engine:
                 log.warning("heartbeat failed: %s", exc)
 
     # -- one step ----------------------------------------------------------------------------------
-    def _step(self, step: Step, state: _RunState, *, in_finally: bool) -> str:
+    def _step(self, step: Step, state: RunState, *, in_finally: bool) -> str:
         """Run one step; returns its status (succeeded/failed/skipped/dry_run/denied/continued)."""
         rec = state.rec
         spec = self.registry[step.action]
@@ -292,7 +230,7 @@ class Engine:
         model = spec.params_model.model_validate(rendered)
         return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
-    def _context_for(self, step: Step, state: _RunState, spec: ActionSpec) -> ActionContext:
+    def _context_for(self, step: Step, state: RunState, spec: ActionSpec) -> ActionContext:
         return ActionContext(
             connections=self.connections,
             log=logging.getLogger(f"runbook.actions.{spec.backend}"),
@@ -306,7 +244,7 @@ class Engine:
             registry=self.registry,
         )
 
-    def _dry_run(self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState) -> str:
+    def _dry_run(self, step: Step, spec: ActionSpec, params: dict[str, Any], state: RunState) -> str:
         try:
             text = describe(spec, self._context_for(step, state, spec), params)
         except Exception as exc:  # noqa: BLE001 - a describe failure is a finding too
@@ -323,7 +261,7 @@ class Engine:
         return StepStatus.DRY_RUN
 
     def _gate(
-        self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState
+        self, step: Step, spec: ActionSpec, params: dict[str, Any], state: RunState
     ) -> tuple[Decision | None, dict[str, Any]]:
         """Ask, then re-render and re-check before executing; a changed call voids the approval."""
         assert step.approval is not None
@@ -393,7 +331,7 @@ class Engine:
         return None, params
 
     def _execute(
-        self, step: Step, spec: ActionSpec, params: dict[str, Any], state: _RunState, in_finally: bool
+        self, step: Step, spec: ActionSpec, params: dict[str, Any], state: RunState, in_finally: bool
     ) -> str:
         rec = state.rec
         digest = plan_hash(spec.name, params)
@@ -435,7 +373,7 @@ class Engine:
                     step.timeout,
                     f"{step.id} ({spec.name})",
                 )
-                return _as_output(result)
+                return as_output(result)
 
             try:
                 output = self.step_runner(step, spec, call)
@@ -470,7 +408,7 @@ class Engine:
                     "action": spec.name,
                     "destructive": spec.destructive,
                     "seconds": round(time.monotonic() - started, 3),
-                    "output": _brief(output),
+                    "output": brief(output),
                 },
             )
             return StepStatus.SUCCEEDED
@@ -479,7 +417,7 @@ class Engine:
     def _failed(
         self,
         step: Step,
-        state: _RunState,
+        state: RunState,
         message: str,
         in_finally: bool,
         *,
@@ -502,69 +440,3 @@ class Engine:
         state.outputs[step.id] = {"failed": True, "error": message, "summary": message}
         state.last_error = message
         return StepStatus.CONTINUED if cont else StepStatus.FAILED
-
-
-def _as_output(result: Any) -> dict[str, Any]:
-    if isinstance(result, BaseModel):
-        return result.model_dump(mode="json")
-    if isinstance(result, dict):
-        return result
-    raise ActionError(f"action returned {type(result).__name__}, not its result model")
-
-
-def _brief(output: dict[str, Any], limit: int = 4000) -> dict[str, Any]:
-    """Output kept in the event details, without huge lists (the full output stays in the run)."""
-    import json
-
-    text = json.dumps(output, default=str)
-    if len(text) <= limit:
-        return output
-    return {
-        k: v
-        for k, v in output.items()
-        if not isinstance(v, list | dict) or len(json.dumps(v, default=str)) < 500
-    }
-
-
-class _RunState:
-    """Mutable state of one run: outputs, statuses, the expression context."""
-
-    def __init__(self, playbook: Playbook, opts: RunOptions, rec: Recorder) -> None:
-        self.playbook = playbook
-        self.opts = opts
-        self.rec = rec
-        self.outputs: dict[str, Any] = {}
-        self.statuses: dict[str, str] = {}
-        self.last_error: str | None = None
-        self.started_at = datetime.now(UTC).isoformat()
-
-    def skip(self, step_id: str, why: str) -> None:
-        self.outputs[step_id] = _Skipped(step_id, why)
-        self.statuses.setdefault(step_id, StepStatus.SKIPPED)
-
-    def context(self) -> dict[str, Any]:
-        return {
-            "params": wrap(self.opts.params),
-            "steps": _Steps({k: v if isinstance(v, _Skipped) else wrap(v) for k, v in self.outputs.items()}),
-            "incident": wrap(self.opts.incident or {}),
-            "run": {
-                "id": self.opts.run_id,
-                "playbook": self.playbook.name,
-                "dry_run": self.opts.dry_run,
-                "trigger": self.opts.trigger,
-                "requested_by": self.opts.requested_by,
-                "started_at": self.started_at,
-                "statuses": dict(self.statuses),
-            },
-        }
-
-    def evidence(self, step: Step) -> dict[str, Any]:
-        ids = step.evidence or [s for s in self.outputs if not isinstance(self.outputs[s], _Skipped)][-5:]
-        return {i: self.outputs[i].get("summary", "") for i in ids if i in self.outputs}
-
-
-class _Steps(Obj):
-    """``steps`` in expressions: attribute access to outputs (``steps.snapshot.consumers``)."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise ExpressionError(f"steps.{name} has no output (not run yet, or not a step)")
