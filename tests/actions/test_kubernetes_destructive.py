@@ -24,6 +24,7 @@ from runbook.actions import (
 )
 from runbook.actions.postgres.actions import connection_limits
 from runbook.core.settings import Settings
+from tests.support.waiting import wait_until
 
 try:
     from tests.support.kube_api import KubeAPIServer
@@ -72,8 +73,11 @@ def test_scale_within_bound(registry: ActionRegistry, ctx: ActionContext, kube: 
     (patch,) = kube.find_requests("PATCH")
     assert patch.path.endswith("/deployments/orchestrator/scale") and patch.body == {"spec": {"replicas": 5}}
     assert patch.content_type == "application/strategic-merge-patch+json"
-    time.sleep(0.3)
-    assert kube.get("deployments", NS, "orchestrator")["status"]["readyReplicas"] == 5  # type: ignore[index]
+    wait_until(
+        lambda: kube.get("deployments", NS, "orchestrator")["status"]["readyReplicas"] == 5,  # type: ignore[index]
+        timeout=10,
+        what="five ready replicas",
+    )
     sts = invoke(
         spec,
         ctx,
@@ -225,8 +229,11 @@ def test_delete_pod_managed_is_replaced_unmanaged_refused(
     res = invoke(spec, ctx, {"namespace": NS, "pod": "rabbitmq-1", "grace_period_seconds": 5})
     assert res.owner == "StatefulSet/rabbitmq"
     assert kube.find_requests("DELETE")[0].path.endswith("/pods/rabbitmq-1")
-    time.sleep(0.3)
-    assert kube.get("pods", NS, "rabbitmq-1")["metadata"]["uid"] != uid  # type: ignore[index]
+    wait_until(
+        lambda: kube.get("pods", NS, "rabbitmq-1")["metadata"]["uid"] != uid,  # type: ignore[index]
+        timeout=10,
+        what="the StatefulSet to recreate rabbitmq-1",
+    )
     kube.add_pod(NS, "debug-shell", node="node-a")
     assert "REFUSED" in describe(spec, ctx, {"namespace": NS, "pod": "debug-shell"})
     with pytest.raises(GuardrailRefused, match="no controller"):
