@@ -11,21 +11,26 @@ export DO_NOT_TRACK := 1
 export PREFECT_LOGGING_LEVEL ?= WARNING
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup venv services prefect-server lint bench-small clean-state
+.PHONY: demo test check setup venv services prefect-server lint bench-small clean-state
 
 demo: setup
 	$(PY) -m runbook_devtools.demo
 
-test: setup
-	$(VENV)/bin/ruff check src tests benchmarks flows
-	$(VENV)/bin/runbook lint playbooks/
+test: setup check
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# the static checks: style and complexity, the layer contracts, types, the shipped playbooks
+check: venv
+	$(VENV)/bin/ruff check src devtools tests benchmarks flows
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+	$(VENV)/bin/runbook lint playbooks/
 
 setup: venv services prefect-server
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "runbook needs Python 3.11+"'
 	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null)
