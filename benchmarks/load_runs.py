@@ -53,7 +53,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
     from runbook.compiler.flow import build_flow
     from runbook.core.settings import Settings
     from runbook.runtime import build_runtime, cached_registry
-    from runbook.spec.lint import find_playbook
+    from runbook.spec.loading import find_playbook
     from runbook.store.launches import Launch, launched_here
     from runbook.timeline.reaper import reap_lost_runs
 

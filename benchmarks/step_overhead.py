@@ -49,7 +49,7 @@ def main() -> None:
     from runbook.core.expressions import render_value
     from runbook.core.settings import Settings
     from runbook.runtime import from_environment
-    from runbook.spec.lint import load_playbook
+    from runbook.spec.loading import load_playbook
 
     registry = default_registry()
     pb = load_playbook(path, registry)

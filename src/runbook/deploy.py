@@ -38,16 +38,11 @@ ENTRYPOINTS = Path(__file__).resolve().parents[2] / "flows" / "playbooks.py"
 
 
 def load_playbooks(folder: Path, registry: Any = None) -> list[Playbook]:
-    """Every playbook of ``folder``; raises :class:`PlaybookError` listing all problems of a bad one."""
+    """Every playbook of ``folder``; :class:`PlaybookError` listing all problems of a bad one."""
     from runbook.runtime import cached_registry
-    from runbook.spec.lint import load_playbook, playbook_files
+    from runbook.spec.loading import load_folder
 
-    files, problems = playbook_files([folder])
-    if problems:
-        from runbook.spec.lint import PlaybookError
-
-        raise PlaybookError(problems)
-    return [load_playbook(f, registry or cached_registry()) for f in files]
+    return load_folder(folder, registry or cached_registry())
 
 
 def schedules_for(playbook: Playbook) -> list[Any]:

@@ -10,7 +10,7 @@ from runbook.actions import ActionRegistry
 from runbook.compiler.engine import Engine, RunOptions
 from runbook.core.settings import Settings
 from runbook.runtime import Runtime
-from runbook.spec.lint import load_playbook
+from runbook.spec.loading import load_playbook
 from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import MODULES

@@ -169,7 +169,7 @@ def test_run_cli_refuses_to_run_as_someone_else(capsys: pytest.CaptureFixture[st
 def test_requester_cannot_be_a_flow_parameter(slack_env: Settings) -> None:
     from runbook.compiler.flow import build_flow
     from runbook.runtime import cached_registry, from_environment
-    from runbook.spec.lint import find_playbook
+    from runbook.spec.loading import find_playbook
 
     pb = find_playbook("stuck-queue", Path("playbooks"), cached_registry())
     flow = build_flow(pb, from_environment)

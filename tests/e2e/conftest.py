@@ -11,8 +11,8 @@ system afterwards — not the run's own report.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,11 +20,11 @@ from urllib.parse import quote
 import httpx
 import pika
 import pytest
+from runbook_devtools.approver import ScriptedApprover, scripted
 from runbook_devtools.drills.local import Consumers
 from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.events import Event
-from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
 from runbook.store.launches import Launch, launched_here
 from runbook.store.schema import open_database
@@ -78,8 +78,7 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPISer
 # -- approvals through the CLI channel ----------------------------------------------------------
 
 
-@dataclass
-class Approver:
+class Approver(ScriptedApprover):
     """Answers a run's approval requests on the CLI channel, each person voting as their own
     operating-system user (``unix:<person>``) through the real decision service, as scripted per
     step: ``"approve"``, ``"deny"``, or a list of people. (How the CLI finds the OS user is tested
@@ -88,70 +87,9 @@ class Approver:
     Every request is kept (with its rendered params) so a test can assert what was proposed.
     Steps not in the script are denied: an unexpected gated step must never pass silently."""
 
-    settings: Settings
-    requested_by: str
-    script: dict[str, Any]
-    requests: list[GateRequest] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    on_request: dict[str, Callable[[GateRequest], None]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from runbook.runtime import build_runtime
-
-        self.approvals = build_runtime(self.settings).approvals()
-        self.store = self.approvals.store
-        self._stop = threading.Event()
-        self._seen: set[int] = set()
-        self._thread = threading.Thread(target=self._loop, name="e2e-approver", daemon=True)
-
-    def __enter__(self) -> Approver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def steps(self) -> list[str]:
-        return [r.step_id for r in self.requests]
-
-    def request(self, step_id: str) -> GateRequest:
-        return next(r for r in self.requests if r.step_id == step_id)
-
-    def _loop(self) -> None:
-        from runbook.approvals.policy import Identity
-
-        requester = f"unix:{self.requested_by}"
-        while not self._stop.wait(0.1):
-            try:
-                rows = [r for r in self.store.pending() if r.request.requested_by == requester]
-            except Exception:  # noqa: BLE001 - SQLite busy for a moment: next tick
-                continue
-            for row in rows:
-                if row.id in self._seen:
-                    continue
-                self._seen.add(row.id)
-                self.requests.append(row.request)
-                hook = self.on_request.get(row.step_id)
-                if hook is not None:
-                    hook(row.request)
-                plan = self.script.get(row.step_id, "deny")
-                deny = plan == "deny"
-                if isinstance(plan, list):
-                    people = plan
-                else:
-                    role = row.request.approvers[0]
-                    people = [PEOPLE[role][0]]
-                for person in people:
-                    result = self.approvals.vote(
-                        row,
-                        Identity(unix=person),
-                        approve=not deny,
-                        reason=f"e2e: {'deny' if deny else 'approve'} {row.step_id}",
-                        channel="cli",
-                    )
-                    code = 0 if result.ok else 1
-                    self.outputs.append(f"{row.step_id} {person} -> {code}: {result.message}")
+    def __init__(self, settings: Settings, requested_by: str, script: dict[str, Any]) -> None:
+        super().__init__(settings, requested_by, scripted(script, PEOPLE, reason="e2e"), name="e2e-approver")
+        self.script = script
 
 
 # -- running a shipped playbook through Prefect -------------------------------------------------
@@ -186,7 +124,7 @@ def run_playbook(playbook: str, params: dict[str, Any], requested_by: str) -> Ru
     from runbook.compiler.flow import build_flow
     from runbook.compiler.params import coerce_params
     from runbook.runtime import cached_registry, from_environment
-    from runbook.spec.lint import find_playbook
+    from runbook.spec.loading import find_playbook
 
     settings = Settings.from_env()
     pb = find_playbook(playbook, Path(__file__).resolve().parents[2] / "playbooks", cached_registry())

@@ -165,7 +165,8 @@ def test_canary_secret_never_leaks(
 
     from runbook.compiler.flow import build_flow
     from runbook.runtime import cached_registry, from_environment
-    from runbook.spec.lint import find_playbook, lint_text
+    from runbook.spec.lint import lint_text
+    from runbook.spec.loading import find_playbook
 
     user, amqp_pw = rabbit_user
     role, pg_pw = pg_role

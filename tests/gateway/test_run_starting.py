@@ -24,7 +24,7 @@ from runbook.compiler.flow import build_flow
 from runbook.core.settings import Settings
 from runbook.gateway.app import create_app
 from runbook.runtime import from_environment
-from runbook.spec.lint import load_playbook
+from runbook.spec.loading import load_playbook
 from tests.conftest import ROOT
 from tests.gateway.conftest import SECRET
 from tests.support.pagerduty_gateway import Forwarder, UvicornThread, write_playbook

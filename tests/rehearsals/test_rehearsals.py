@@ -44,3 +44,18 @@ def test_every_playbook_has_at_least_two_rehearsals() -> None:
     stems = sorted(p.stem for p in PLAYBOOKS.glob("*.yaml"))
     counts = {stem: len(list((HERE / stem).glob("*.yaml"))) for stem in stems}
     assert all(n >= 2 for n in counts.values()), counts
+
+
+def test_runbook_rehearse_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a team runs in CI for its own playbooks: ``runbook rehearse PATH``, exit 0 when all hold."""
+    from runbook.cli import main
+
+    assert main(["rehearse", str(HERE / "stuck_queue")]) == 0
+    assert " passed, 0 failed" in capsys.readouterr().out
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        (HERE / "stuck_queue" / "hung_consumers_purge.yaml").read_text().replace("completed", "failed")
+    )
+    assert main(["rehearse", str(wrong)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "0 passed, 1 failed" in out

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from runbook.actions import ActionRegistry
-from runbook.spec.lint import PlaybookError, lint_paths, lint_text, load_playbook
+from runbook.spec.lint import PlaybookError, lint_paths, lint_text
+from runbook.spec.loading import load_playbook
 from runbook.spec.yamlsource import MAX_BYTES, MAX_NODES, load_source
 
 ROOT = Path(__file__).resolve().parents[2]

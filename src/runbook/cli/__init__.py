@@ -40,7 +40,7 @@ def _registry() -> ActionRegistry:
 
 
 def _load(args: argparse.Namespace) -> Playbook:
-    from runbook.spec.lint import find_playbook
+    from runbook.spec.loading import find_playbook
 
     return find_playbook(args.playbook, Settings.from_env().playbooks, _registry())
 
@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=lambda a: _delegate("runbook.gateway.server", "gateway_command", a))
+
+    p = sub.add_parser("rehearse", help="replay rehearsal files through the real engine (no services)")
+    p.add_argument("paths", nargs="*", default=["rehearsals"], help="rehearsal files or folders")
+    p.set_defaults(func=lambda a: _delegate("runbook.cli.rehearse", "rehearse_command", a))
 
     p = sub.add_parser("approve", help="decide a waiting approval")
     p.add_argument("run_id")

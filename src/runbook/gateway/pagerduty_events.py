@@ -170,7 +170,7 @@ class PlaybookCatalog:
 
     def playbooks(self) -> list[Playbook]:
         """The loaded playbooks (blocking file I/O on a change: call it from a worker thread)."""
-        from runbook.spec.lint import playbook_files
+        from runbook.spec.loading import playbook_files
 
         files, _ = playbook_files([self.folder]) if self.folder.is_dir() else ([], [])
         stamps = {f: _stamp(f) for f in files}
@@ -229,7 +229,8 @@ class PlaybookCatalog:
             return str(f)
 
     def _load(self, f: Path) -> tuple[Playbook | None, str | None]:
-        from runbook.spec.lint import PlaybookError, load_playbook
+        from runbook.spec.lint import PlaybookError
+        from runbook.spec.loading import load_playbook
 
         try:
             return load_playbook(f, self.registry), None

@@ -402,22 +402,9 @@ def lint_text(text: str, file: str, registry: ActionRegistry) -> tuple[Playbook 
     return lint_source(load_source(text, file), registry)
 
 
-def playbook_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
-    files: list[Path] = []
-    problems: list[Problem] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            # not only regular files: a FIFO or device named like a playbook is reported, not skipped silently
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in PLAYBOOK_SUFFIXES and not f.is_dir()))
-        elif p.exists() or p.is_symlink():
-            files.append(p)
-        else:
-            problems.append(Problem(str(p), 1, 1, "no such file or directory"))
-    return files, problems
-
-
 def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Problem]:
+    from runbook.spec.loading import playbook_files
+
     files, problems = playbook_files(paths)
     names: dict[str, Path] = {}
     for f in files:
@@ -438,36 +425,3 @@ def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Pr
                 )
             names[playbook.name] = f
     return problems
-
-
-def load_playbook(path: str | Path, registry: ActionRegistry) -> Playbook:
-    """The validated playbook at ``path``; :class:`PlaybookError` lists every problem otherwise."""
-    p = Path(path)
-    try:
-        text = read_source_text(p)
-    except UnreadableSource as exc:
-        raise PlaybookError([exc.problem]) from None
-    playbook, problems = lint_text(text, str(p), registry)
-    if problems or playbook is None:
-        raise PlaybookError(problems)
-    return playbook
-
-
-def find_playbook(name_or_path: str, folder: Path, registry: ActionRegistry) -> Playbook:
-    """A playbook by file path, or by name inside ``folder`` (``stuck-queue`` or ``stuck_queue``)."""
-    candidate = Path(name_or_path)
-    if candidate.is_file():
-        return load_playbook(candidate, registry)
-    for suffix in PLAYBOOK_SUFFIXES:
-        for stem in {name_or_path, name_or_path.replace("-", "_"), name_or_path.replace("_", "-")}:
-            f = folder / f"{stem}{suffix}"
-            if f.is_file():
-                return load_playbook(f, registry)
-    for f in playbook_files([folder])[0]:
-        try:
-            src = load_source(read_source_text(f), str(f))
-        except UnreadableSource:
-            continue  # reported by ``runbook lint``; it cannot be the playbook asked for by name
-        if isinstance(src.data, dict) and src.data.get("name") == name_or_path:
-            return load_playbook(f, registry)
-    raise PlaybookError([Problem(name_or_path, 1, 1, f"no playbook named '{name_or_path}' in {folder}/")])

@@ -44,7 +44,7 @@ from runbook.compiler.params import coerce_params
 from runbook.core.events import Event, Kind
 from runbook.core.gate import Decision, GateRequest, Recorder
 from runbook.core.settings import Settings
-from runbook.spec.lint import find_playbook, load_playbook
+from runbook.spec.loading import find_playbook, load_playbook
 from runbook.store.timeline import TimelineStore
 
 Outcome = Literal["approved", "denied", "expired"]

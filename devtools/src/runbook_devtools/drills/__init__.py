@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 
 from runbook.core.settings import Settings
 from runbook.store.launches import Launch, launched_here
+from runbook_devtools.approver import Ballot, ScriptedApprover
 from runbook_devtools.drills.targets import NotLoopback, require_loopback
 
 DRILL_PEOPLE = ("drill-approver-1", "drill-approver-2", "drill-approver-3")
@@ -67,55 +67,18 @@ class DrillReport:
         ).rstrip()
 
 
-class DrillApprover:
-    """Answers the drill run's approvals through the real decision service on the CLI channel."""
+class DrillApprover(ScriptedApprover):
+    """Answers the drill run's approvals through the real decision service on the CLI channel: every
+    drill person needed approves (``--approve``), or one denies (observe only)."""
 
     def __init__(self, settings: Settings, requested_by: str, *, approve: bool) -> None:
-        from runbook.runtime import build_runtime
+        super().__init__(settings, requested_by, self._ballot, interval=0.2, name="drill-approver")
+        self.approve = approve
 
-        self.approvals = build_runtime(settings).approvals()
-        self.requested_by, self.approve = requested_by, approve
-        self.decisions: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="drill-approver", daemon=True)
-
-    def start(self) -> DrillApprover:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        from runbook.approvals.policy import Identity
-
-        while not self._stop.wait(0.2):
-            try:
-                rows = [
-                    r
-                    for r in self.approvals.store.pending()
-                    if r.request.requested_by == f"unix:{self.requested_by}"
-                ]
-            except Exception:  # noqa: BLE001 - store hiccup: next tick
-                continue
-            for row in rows:
-                need = row.request.min_approvals if self.approve else 1
-                reason = (
-                    "drill approver (--approve)" if self.approve else "drill without --approve: observe only"
-                )
-                for person in DRILL_PEOPLE[:need]:
-                    result = self.approvals.vote(
-                        row,
-                        Identity(unix=person),  # each drill person votes as their own login
-                        approve=self.approve,
-                        reason=reason,
-                        channel="cli",
-                    )
-                    if result.state == "decided":
-                        break
-                verb = "approved" if self.approve else "denied"
-                self.decisions.append(f"{row.step_id}: {verb} — {row.request.description}")
+    def _ballot(self, row: Any) -> Ballot:
+        if self.approve:
+            return Ballot(DRILL_PEOPLE[: row.request.min_approvals], True, "drill approver (--approve)", True)
+        return Ballot(DRILL_PEOPLE[:1], False, "drill without --approve: observe only", True)
 
 
 def _approvers_file(playbook: Any, folder: Path) -> Path:
@@ -153,7 +116,7 @@ def run_drill(
     from runbook.compiler.flow import build_flow
     from runbook.compiler.params import coerce_params
     from runbook.runtime import build_runtime, cached_registry
-    from runbook.spec.lint import find_playbook
+    from runbook.spec.loading import find_playbook
     from runbook_devtools.drills.faults import FAULTS
     from runbook_devtools.drills.kube_standin import KubeWorld
 
