@@ -57,12 +57,15 @@ class Connections:
         self._lock = threading.Lock()
 
     def get(self, key: str, factory: Callable[[Settings], T]) -> T:
+        # One cache holds every backend's client; the key names the client and fixes its type.
         if key in self._provided:
-            return self._provided[key]
+            provided: T = self._provided[key]
+            return provided
         with self._lock:
             if key not in self._built:
                 self._built[key] = factory(self.settings)
-            return self._built[key]
+            built: T = self._built[key]
+            return built
 
     def close(self) -> None:
         with self._lock:

@@ -94,12 +94,11 @@ def _read_back(
             msg = consumer.poll(min(0.25, max(0.01, deadline - time.monotonic())))
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                return _failed(
-                    params, cid, f"consume failed: {msg.error().str()}", partition, offset, produce_ms
-                )
+                return _failed(params, cid, f"consume failed: {err.str()}", partition, offset, produce_ms)
             if dict(msg.headers() or []).get(CANARY_HEADER) == cid.encode():
                 e2e = round((time.monotonic() - sent) * 1000, 2)
                 return CanaryResult(

@@ -19,7 +19,7 @@ import concurrent.futures
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,12 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ClusterMetadata, OffsetSpec
+from confluent_kafka.admin import AdminClient
+
+# confluent_kafka.admin re-exports these without marking them exported (mypy refuses the import
+# from there); the modules that define them, which the package's own stubs (cimpl.pyi) import from.
+from confluent_kafka.admin._listoffsets import OffsetSpec
+from confluent_kafka.admin._metadata import ClusterMetadata
 
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.core.redact import redact
@@ -65,8 +70,10 @@ __all__ = [
     "TopicPartition",
     "clients_of",
     "committed_offsets",
+    "earliest",
     "error_text",
     "kafka_clients",
+    "latest",
     "list_offsets",
     "metadata",
     "partitions_of",
@@ -214,7 +221,7 @@ def error_text(exc: BaseException) -> str:
 
 
 def wait_all(
-    clients: KafkaClients, futures: Mapping[Any, concurrent.futures.Future], timeout: float, what: str
+    clients: KafkaClients, futures: Mapping[Any, concurrent.futures.Future[Any]], timeout: float, what: str
 ) -> dict[Any, Any]:
     """Results (or the exception, per key) of admin futures; BackendUnavailable if any is still open."""
     done, pending = concurrent.futures.wait(list(futures.values()), timeout=timeout)
@@ -282,6 +289,18 @@ def committed_offsets(
             )
         out[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
     return out
+
+
+def earliest() -> OffsetSpec:
+    """``OffsetSpec.earliest()``: a partition's log-start offset (the low watermark)."""
+    spec: Callable[[], OffsetSpec] = OffsetSpec.earliest  # unannotated in confluent-kafka
+    return spec()
+
+
+def latest() -> OffsetSpec:
+    """``OffsetSpec.latest()``: a partition's log-end offset (the high watermark)."""
+    spec: Callable[[], OffsetSpec] = OffsetSpec.latest  # unannotated in confluent-kafka
+    return spec()
 
 
 def list_offsets(

@@ -9,10 +9,11 @@ from __future__ import annotations
 from runbook.actions.context import ActionContext, ActionError
 from runbook.actions.kafka.client import (
     BACKEND,
-    OffsetSpec,
     RoundTrips,
     clients_of,
     committed_offsets,
+    earliest,
+    latest,
     list_offsets,
     metadata,
     partitions_of,
@@ -40,9 +41,9 @@ def consumer_lag(ctx: ActionContext, params: LagParams) -> LagResult:
                 f"group {params.group!r} has no committed offsets on any topic", backend=BACKEND
             )
         tps = partitions_of(md, topics)
-    high = list_offsets(clients, tps, OffsetSpec.latest(), ctx.remaining(), trips, "latest")
+    high = list_offsets(clients, tps, latest(), ctx.remaining(), trips, "latest")
     never = [tp for tp in tps if committed.get((tp.topic, tp.partition)) is None]
-    low = list_offsets(clients, never, OffsetSpec.earliest(), ctx.remaining(), trips, "earliest")
+    low = list_offsets(clients, never, earliest(), ctx.remaining(), trips, "earliest")
 
     rows: list[PartitionLag] = []
     for tp in tps:

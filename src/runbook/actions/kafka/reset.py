@@ -21,7 +21,9 @@ from runbook.actions.kafka.client import (
     TPKey,
     clients_of,
     committed_offsets,
+    earliest,
     error_text,
+    latest,
     list_offsets,
     metadata,
     partitions_of,
@@ -183,8 +185,8 @@ def plan_reset(
             "(check the names, or set allow_new_group to seed a new group)",
             backend=BACKEND,
         )
-    low = list_offsets(clients, tps, OffsetSpec.earliest(), remaining(), trips, "earliest")
-    high = list_offsets(clients, tps, OffsetSpec.latest(), remaining(), trips, "latest")
+    low = list_offsets(clients, tps, earliest(), remaining(), trips, "earliest")
+    high = list_offsets(clients, tps, latest(), remaining(), trips, "latest")
     by_ts: dict[TPKey, int | str] = {}
     if params.to == "timestamp":
         assert params.value is not None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from runbook.actions.context import ActionContext
 from runbook.actions.kafka.client import (
-    OffsetSpec,
     RoundTrips,
     clients_of,
+    earliest,
+    latest,
     list_offsets,
     metadata,
     partitions_of,
@@ -63,8 +64,8 @@ def describe_topic(ctx: ActionContext, params: TopicParams) -> TopicResult:
     clients, trips = clients_of(ctx), RoundTrips()
     md = metadata(clients, ctx.remaining(), trips)
     tps = partitions_of(md, [params.topic])
-    low = list_offsets(clients, tps, OffsetSpec.earliest(), ctx.remaining(), trips, "earliest")
-    high = list_offsets(clients, tps, OffsetSpec.latest(), ctx.remaining(), trips, "latest")
+    low = list_offsets(clients, tps, earliest(), ctx.remaining(), trips, "earliest")
+    high = list_offsets(clients, tps, latest(), ctx.remaining(), trips, "latest")
     health = assess(md, topics=[params.topic])
     live = {b.id for b in md.brokers.values()}
     rows = []

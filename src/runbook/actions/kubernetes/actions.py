@@ -6,7 +6,7 @@ Destructive (each with a ``describe`` that reads the target and states current -
 ``apply_pdb``, ``exec``.
 
 Only this module declares actions (the registry loads it): each is its contract and user docs. The
-work is in ``workloads``, ``annotations``, ``pods``, ``nodes``, ``pdb`` and ``exec``; params and
+work is in ``workloads``, ``annotating``, ``pods``, ``nodes``, ``pdb`` and ``exec``; params and
 results in ``models``; ``client`` alone imports the kubernetes client (factory from KUBECONFIG or
 in-cluster config; every call bounded by the step's remaining time, API errors mapped to one-line
 ActionErrors naming kubernetes).
@@ -15,7 +15,7 @@ ActionErrors naming kubernetes).
 from __future__ import annotations
 
 from runbook.actions.context import ActionContext
-from runbook.actions.kubernetes import annotations, nodes, pdb, pods, workloads
+from runbook.actions.kubernetes import annotating, nodes, pdb, pods, workloads
 from runbook.actions.kubernetes import exec as kube_exec
 from runbook.actions.kubernetes.models import (
     AnnotateParams,
@@ -124,13 +124,13 @@ def rollout_restart(ctx: ActionContext, params: WorkloadParams) -> RestartResult
     "kubernetes.annotate",
     summary="Set or remove annotations (e.g. maintenance mode)",
     destructive=True,
-    describe=annotations.describe_annotate,
+    describe=annotating.describe_annotate,
 )
 def annotate(ctx: ActionContext, params: AnnotateParams) -> AnnotateResult:
     """``kubectl annotate``: set annotations on a deployment, statefulset, node or pod; a null value
     removes the key (``kubectl annotate ... maintenance-``). With ``overwrite: false`` an annotation
     that already has a different value is left alone and the step fails (someone else owns it)."""
-    return annotations.annotate(ctx, params)
+    return annotating.annotate(ctx, params)
 
 
 @action(

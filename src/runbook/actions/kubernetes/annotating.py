@@ -21,6 +21,24 @@ def _read_annotatable(ctx: ActionContext, params: AnnotateParams) -> Any:
     return read_workload(ctx, params.kind, ns, params.name)
 
 
+def _patch_annotatable(ctx: ActionContext, params: AnnotateParams, changes: dict[str, str | None]) -> Any:
+    """Patch the annotations and return the updated object (a node, pod, deployment or statefulset)."""
+    kc = clients(ctx)
+    body = {"metadata": {"annotations": changes}}
+    what = f"annotate {_target(params)}"
+    if params.kind == "node":
+        return call(ctx, what, kc.core.patch_node, params.name, body)
+    if params.kind == "pod":
+        return call(ctx, what, kc.core.patch_namespaced_pod, params.name, params.namespace, body)
+    return patch_workload(ctx, params.kind, params.namespace or "", params.name, body)
+
+
+def _annotations_of(obj: Any) -> dict[str, str]:
+    """The object's annotations (none when it has no metadata or no annotations)."""
+    meta = obj.metadata
+    return dict(meta.annotations or {}) if meta is not None else {}
+
+
 def _annotation_changes(current: dict[str, str], params: AnnotateParams) -> dict[str, str | None]:
     changes = {}
     for key, value in params.values().items():
@@ -38,7 +56,7 @@ def _target(params: AnnotateParams) -> str:
 
 
 def describe_annotate(ctx: ActionContext, params: AnnotateParams) -> str:
-    current = dict(_read_annotatable(ctx, params).metadata.annotations or {})
+    current = _annotations_of(_read_annotatable(ctx, params))
     changes = _annotation_changes(current, params)
     if not changes:
         return f"annotate {_target(params)}: nothing changes (already {params.values()})"
@@ -52,7 +70,7 @@ def describe_annotate(ctx: ActionContext, params: AnnotateParams) -> str:
 
 def annotate(ctx: ActionContext, params: AnnotateParams) -> AnnotateResult:
     """Apply the annotation changes, refusing to overwrite unless allowed (see ``kubernetes.annotate``)."""
-    current = dict(_read_annotatable(ctx, params).metadata.annotations or {})
+    current = _annotations_of(_read_annotatable(ctx, params))
     changes = _annotation_changes(current, params)
     clash = [k for k, v in changes.items() if k in current and v is not None]
     if clash and not params.overwrite:
@@ -62,16 +80,7 @@ def annotate(ctx: ActionContext, params: AnnotateParams) -> AnnotateResult:
             backend=BACKEND,
         )
     if changes:
-        kc = clients(ctx)
-        body = {"metadata": {"annotations": changes}}
-        what = f"annotate {_target(params)}"
-        if params.kind == "node":
-            new = call(ctx, what, kc.core.patch_node, params.name, body)
-        elif params.kind == "pod":
-            new = call(ctx, what, kc.core.patch_namespaced_pod, params.name, params.namespace, body)
-        else:
-            new = patch_workload(ctx, params.kind, params.namespace or "", params.name, body)
-        current = dict(new.metadata.annotations or {})
+        current = _annotations_of(_patch_annotatable(ctx, params, changes))
     summary = (
         f"annotated {_target(params)}: "
         + ", ".join(f"{k}={'(removed)' if v is None else v}" for k, v in changes.items())

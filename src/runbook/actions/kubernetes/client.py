@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client as k8s
@@ -51,6 +51,7 @@ __all__ = [
     "patch_workload",
     "pod_disruption_budget",
     "pod_is_ready",
+    "read_pod_log",
     "read_workload",
     "redact_log",
     "rollout_of",
@@ -90,7 +91,19 @@ class KubeClients:
         return str(self.api.configuration.host)
 
     def close(self) -> None:
-        self.api.close()
+        close: Callable[[], None] = self.api.close  # the client leaves ApiClient.close unannotated
+        close()
+
+
+# The client leaves its config loaders unannotated; these are the signatures this module uses.
+def _load_kube_config(config_file: str, cfg: k8s.Configuration) -> None:
+    load: Callable[..., None] = k8s_config.load_kube_config
+    load(config_file=config_file, client_configuration=cfg, persist_config=False)
+
+
+def _load_incluster_config(cfg: k8s.Configuration) -> None:
+    load: Callable[..., None] = k8s_config.load_incluster_config
+    load(client_configuration=cfg)
 
 
 def kube_clients(settings: Settings) -> KubeClients:
@@ -98,11 +111,9 @@ def kube_clients(settings: Settings) -> KubeClients:
     cfg = k8s.Configuration()
     try:
         if settings.kubeconfig:
-            k8s_config.load_kube_config(
-                config_file=settings.kubeconfig, client_configuration=cfg, persist_config=False
-            )
+            _load_kube_config(settings.kubeconfig, cfg)
         else:
-            k8s_config.load_incluster_config(client_configuration=cfg)
+            _load_incluster_config(cfg)
     except (k8s_config.ConfigException, OSError, ValueError) as exc:
         where = (
             f"KUBECONFIG {settings.kubeconfig}"
@@ -229,6 +240,28 @@ def redact_log(text: str) -> str:
 # --------------------------------------------------------------------------------------------- readers
 
 
+def read_pod_log(ctx: ActionContext, what: str, namespace: str, name: str, **options: Any) -> bytes:
+    """The pod's log as the raw bytes the API server sent (``options``: ``tail_lines``, ``limit_bytes``,
+    ``previous``, ``container``...).
+
+    Read unpreloaded because the client's own str decoding rewrites JSON-looking log lines. The
+    client annotates this call as returning ``str``; with ``_preload_content=False`` it returns the
+    urllib3 response instead, whose ``data`` is the body."""
+    response = cast(
+        urllib3.BaseHTTPResponse,
+        call(
+            ctx,
+            what,
+            clients(ctx).core.read_namespaced_pod_log,
+            name,
+            namespace,
+            _preload_content=False,
+            **options,
+        ),
+    )
+    return response.data
+
+
 def read_workload(ctx: ActionContext, kind: str, namespace: str, name: str) -> Any:
     """The deployment or statefulset (404 -> ActionError saying which one is missing)."""
     kc = clients(ctx)
@@ -323,7 +356,8 @@ def pod_is_ready(pod: Any) -> bool:
     """The pod's Ready condition is True."""
     for cond in (pod.status.conditions if pod.status else None) or []:
         if cond.type == "Ready":
-            return cond.status == "True"
+            status: str | None = cond.status
+            return status == "True"
     return False
 
 

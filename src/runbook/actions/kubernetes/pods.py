@@ -18,6 +18,7 @@ from runbook.actions.kubernetes.client import (
     clients,
     controller_of,
     pod_is_ready,
+    read_pod_log,
     redact_log,
 )
 from runbook.actions.kubernetes.models import (
@@ -70,7 +71,8 @@ def _event_time(ev: Any) -> datetime:
         ev.metadata.creation_timestamp,
     ):
         if value:
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
+            stamp: datetime = value
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
     return datetime.min.replace(tzinfo=UTC)
 
 
@@ -128,7 +130,8 @@ def pod_logs(ctx: ActionContext, params: PodLogsParams) -> PodLogsResult:
             params.namespace,
             label_selector=params.selector,
         )
-        names = sorted(p.metadata.name for p in pods.items)[: params.max_pods]
+        found = sorted(p.metadata.name for p in pods.items if p.metadata and p.metadata.name)
+        names = found[: params.max_pods]
         if not names:
             raise ActionError(f"no pod in {params.namespace} matches {params.selector!r}", backend=BACKEND)
     pattern = re.compile(params.grep) if params.grep else None
@@ -136,30 +139,22 @@ def pod_logs(ctx: ActionContext, params: PodLogsParams) -> PodLogsResult:
     per_pod: list[PodLog] = []
     total_matched = 0
     for name in names:
-        kwargs: dict[str, Any] = {
+        options: dict[str, Any] = {
             "tail_lines": params.tail_lines,
             "limit_bytes": params.max_bytes,
             "previous": params.previous,
-            "_preload_content": False,
         }
         if params.container:
-            kwargs["container"] = params.container
+            options["container"] = params.container
         try:
-            raw = call(
-                ctx,
-                f"read logs of pod {params.namespace}/{name}",
-                kc.core.read_namespaced_pod_log,
-                name,
-                params.namespace,
-                **kwargs,
-            )
+            what = f"read logs of pod {params.namespace}/{name}"
+            raw = read_pod_log(ctx, what, params.namespace, name, **options)
         except KubeApiError as exc:
             if params.pod:
                 raise
             per_pod.append(PodLog(pod=name, lines=0, matched=0, error=str(exc)))
             continue
-        # Raw bytes: the client's own str decoding rewrites JSON-looking log lines.
-        lines = [redact_log(line) for line in raw.data.decode("utf-8", "replace").splitlines()]
+        lines = [redact_log(line) for line in raw.decode("utf-8", "replace").splitlines()]
         kept = [line for line in lines if pattern is None or pattern.search(line)]
         total_matched += len(kept)
         per_pod.append(PodLog(pod=name, lines=len(lines), matched=len(kept)))
@@ -186,7 +181,7 @@ def events(ctx: ActionContext, params: EventsParams) -> EventsResult:
         fields.append(f"involvedObject.name={params.name}")
     if params.warnings_only:
         fields.append("type=Warning")
-    kwargs = {"field_selector": ",".join(fields)} if fields else {}
+    kwargs: dict[str, Any] = {"field_selector": ",".join(fields)} if fields else {}
     evs = call(
         ctx, f"list events in {params.namespace}", kc.core.list_namespaced_event, params.namespace, **kwargs
     )

@@ -23,7 +23,10 @@ from runbook.core.redact import redact
 
 def incident(ctx: ActionContext, incident_id: str) -> dict[str, Any]:
     """The incident as PagerDuty has it now."""
-    return call(f"get incident {incident_id}", session(ctx).rget, f"/incidents/{incident_id}")
+    found: dict[str, Any] = call(
+        f"get incident {incident_id}", session(ctx).rget, f"/incidents/{incident_id}"
+    )
+    return found
 
 
 def as_result(inc: dict[str, Any]) -> IncidentResult:

@@ -55,6 +55,7 @@ from runbook.actions.postgres.client import (
     resolve_table,
     row_text,
     set_timeouts,
+    stream_rows,
 )
 from runbook.actions.postgres.execute import ExecuteParams, ExecuteResult, describe_execute, run_execute
 from runbook.actions.postgres.sql import PLACEHOLDER, StatementRefused, check_final, read_statement
@@ -151,7 +152,7 @@ def query(ctx: ActionContext, params: QueryParams) -> QueryResult:
                     check_final(statement.as_string(conn), read=True)
                 except StatementRefused as exc:
                     raise ActionError(f"query: {exc}", backend=BACKEND) from None
-                stream = cur.stream(statement, args)
+                stream = stream_rows(cur, statement, args)
                 try:
                     for row in stream:
                         if not columns and cur.description:

@@ -18,13 +18,13 @@ import datetime as dt
 import math
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -68,6 +68,7 @@ __all__ = [
     "resolve_table",
     "row_text",
     "set_timeouts",
+    "stream_rows",
     "unescape_percent",
 ]
 POOL_KEY = "postgres.pool"
@@ -286,8 +287,18 @@ def compose(sql: str, table: Table | None) -> pgsql.Composed:
         if i:
             assert table is not None
             pieces.append(table.identifier())
-        pieces.append(pgsql.SQL(escape_percent(part)))  # type: ignore[arg-type]
+        pieces.append(pgsql.SQL(escape_percent(part)))
     return pgsql.Composed(pieces)
+
+
+def stream_rows(
+    cur: psycopg.Cursor[dict[str, Any]], statement: pgsql.Composed, args: dict[str, Any]
+) -> Generator[dict[str, Any], None, None]:
+    """``cur.stream(statement, args)``: the rows one by one, as the generator psycopg returns.
+
+    psycopg annotates ``stream`` as a plain ``Iterator``; it is a generator, and ``close()`` on it
+    cancels the rest of the result on the server (what a caller that stops early must do)."""
+    return cast(Generator[dict[str, Any], None, None], cur.stream(statement, args))
 
 
 def unescape_percent(text: str) -> str:

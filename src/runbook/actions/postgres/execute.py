@@ -42,6 +42,9 @@ from runbook.actions.postgres.sql import (
     StatementRefused,
     check_final,
     dml_statement,
+    dml_target,
+    func_name,
+    walk,
 )
 from runbook.actions.registry import ActionResult
 from runbook.core.identifiers import check_identifier
@@ -131,7 +134,7 @@ class ExecuteResult(ActionResult):
     rows_affected: int = Field(
         description="rows the statement changed (dry run: would change, counted or estimated)"
     )
-    cascaded_rows: int = Field(0, description="further rows changed by cascades, triggers and rules")
+    cascaded_rows: int = Field(default=0, description="further rows changed by cascades, triggers and rules")
     max_rows: int
     committed: bool = Field(description="false in a dry run (nothing executed)")
 
@@ -243,20 +246,14 @@ def _count_sql(stmt: Statement, table: Table) -> str | None:
         return None
     if stmt.where is None:
         return "SELECT count(*) AS n FROM {table}"
-    for item in _walk_nodes(stmt.where):
-        if isinstance(item, ast.FuncCall) and str(item.funcname[-1].sval).lower() not in COUNT_SAFE_FUNCTIONS:
+    for item in walk(stmt.where):
+        if isinstance(item, ast.FuncCall) and func_name(item) not in COUNT_SAFE_FUNCTIONS:
             return None
         if isinstance(item, ast.SubLink | ast.RangeFunction | ast.CurrentOfExpr):
             return None
     where = RawStream()(stmt.where)
     # back from the parser's $n to the step's %(name)s, token by token (never inside a literal)
     return f"SELECT count(*) AS n FROM {{table}}{{alias}} WHERE {where}"
-
-
-def _walk_nodes(node: Any) -> Any:
-    from runbook.actions.postgres.sql import _walk
-
-    return _walk(node)
 
 
 def _named(text: str, names: list[str]) -> str:
@@ -340,8 +337,7 @@ def plan_execute(ctx: ActionContext, params: ExecuteParams) -> Plan:
 def _alias(sql: str) -> str | None:
     from runbook.actions.postgres.sql import _SENTINEL, parse_one, template_parts
 
-    node = parse_one(_SENTINEL.join(template_parts(sql)))
-    alias = getattr(node.relation, "alias", None)
+    alias = dml_target(parse_one(_SENTINEL.join(template_parts(sql)))).alias
     return alias.aliasname if alias is not None else None
 
 
@@ -404,6 +400,16 @@ _CHANGES_SQL = (
 )
 
 
+def _changed_rows(cur: Cursor[Any]) -> int:
+    """Rows this transaction has inserted, updated or deleted so far, in every table (the server's
+    own per-transaction counters: they include rows changed by cascades, triggers and rules)."""
+    cur.execute(_CHANGES_SQL)
+    row = cur.fetchone()
+    if row is None:
+        raise ActionError("execute: the server returned no row for its change counters", backend=BACKEND)
+    return int(row["n"])
+
+
 def run_execute(ctx: ActionContext, params: ExecuteParams) -> ExecuteResult:
     """The body of ``postgres.execute`` (see its docstring there)."""
     stmt = dml_statement(params.sql, params.operation)
@@ -433,13 +439,11 @@ def run_execute(ctx: ActionContext, params: ExecuteParams) -> ExecuteResult:
                     hazards = _cascades(cur, table, stmt.kind)
                     _refuse_cascades(hazards, params, table)
                     composed = _final(conn, params, stmt, table)
-                    cur.execute(_CHANGES_SQL)
-                    before = int(cur.fetchone()["n"])  # type: ignore[index]
+                    before = _changed_rows(cur)
                     # binary=True forces the extended protocol: one statement, nothing chained.
                     cur.execute(composed, dict(params.params), binary=True)
                     count = check_outcome(stmt.kind, cur.statusmessage, cur.rowcount)
-                    cur.execute(_CHANGES_SQL)
-                    total = int(cur.fetchone()["n"]) - before  # type: ignore[index]
+                    total = _changed_rows(cur) - before
                     cascaded = max(0, total - count)
                     if count + cascaded > params.max_rows:
                         extra = (

@@ -110,14 +110,15 @@ class Statement:
     has_from: bool = False  # UPDATE ... FROM / DELETE ... USING
 
 
-def _walk(node: Any) -> Iterator[ast.Node]:
+def walk(node: Any) -> Iterator[ast.Node]:
+    """``node`` and every node below it (``node`` may be a node, a tuple or list of them, or a leaf)."""
     if isinstance(node, ast.Node):
         yield node
-        for name in type(node).__slots__:
-            yield from _walk(getattr(node, name, None))
+        for name in node:  # a node iterates over its attribute names
+            yield from walk(getattr(node, name, None))
     elif isinstance(node, tuple | list):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
 
 
 def template_parts(sql: str) -> list[str]:
@@ -154,13 +155,29 @@ def parse_one(text: str) -> ast.Node:
         raise StatementRefused(
             f"sql holds {len(stmts)} statements; exactly one is run (no ';'-separated batches)"
         )
-    return stmts[0].stmt
+    stmt = stmts[0].stmt
+    if stmt is None:
+        raise StatementRefused("sql holds no statement")
+    return stmt
+
+
+def func_name(call: ast.FuncCall) -> str:
+    """The called function's name, lower case, without its schema (``pg_catalog.now`` -> ``now``)."""
+    return str(call.funcname[-1].sval).lower() if call.funcname else ""
+
+
+def dml_target(node: ast.Node) -> ast.RangeVar:
+    """The table an UPDATE, DELETE or INSERT names; :class:`StatementRefused` for anything else."""
+    rel = node.relation if isinstance(node, ast.UpdateStmt | ast.DeleteStmt | ast.InsertStmt) else None
+    if rel is None:
+        raise StatementRefused(f"{_kind(node)} names no target table; execute runs UPDATE, DELETE or INSERT")
+    return rel
 
 
 def _func_names(node: ast.Node) -> Iterator[str]:
-    for item in _walk(node):
+    for item in walk(node):
         if isinstance(item, ast.FuncCall):
-            yield str(item.funcname[-1].sval).lower()
+            yield func_name(item)
 
 
 def _refuse_side_effect_calls(node: ast.Node) -> None:
@@ -179,7 +196,7 @@ def _check_placeholder(node: ast.Node, text: str) -> bool:
         return False
     as_table = sum(
         1
-        for item in _walk(node)
+        for item in walk(node)
         if isinstance(item, ast.RangeVar) and item.relname == _SENTINEL and not item.schemaname
     )
     if as_table != uses:
@@ -227,7 +244,7 @@ def _kind(node: ast.Node) -> str:
 
 
 def _refuse_writes_inside(node: ast.Node, top: ast.Node | None = None) -> None:
-    for item in _walk(node):
+    for item in walk(node):
         if item is top:
             continue
         if isinstance(item, _DML_NODES):
@@ -260,6 +277,8 @@ def read_statement(sql: str) -> Statement:
                 not in ("false", "off", "0", "no")
             ):
                 raise StatementRefused("EXPLAIN ANALYZE runs the statement; use EXPLAIN without ANALYZE")
+        if node.query is None:
+            raise StatementRefused("EXPLAIN names no statement")
         inner = node.query
     if not isinstance(inner, ast.SelectStmt | ast.VariableShowStmt):
         raise StatementRefused(
@@ -287,11 +306,11 @@ def dml_statement(sql: str, operation: str | None = None) -> Statement:
         raise StatementRefused(f"the step declares operation {operation.upper()} but the statement is {kind}")
     _refuse_writes_inside(node, top=node)
     _refuse_side_effect_calls(node)
-    rel = node.relation
+    rel = dml_target(node)
     target = (
         PLACEHOLDER if rel.relname == _SENTINEL else ".".join(p for p in (rel.schemaname, rel.relname) if p)
     )
-    if isinstance(node, ast.InsertStmt):
+    if not isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return Statement(kind=kind, uses_table=uses_table, target=target)
     has_from = bool(node.fromClause if isinstance(node, ast.UpdateStmt) else node.usingClause)
     return Statement(
@@ -309,6 +328,6 @@ def check_final(
         return
     dml_statement(text, operation)
     if target is not None:
-        rel = parse_one(text).relation
+        rel = dml_target(parse_one(text))
         if (rel.schemaname, rel.relname) != target:
             raise StatementRefused("the statement's target changed when the table name was filled in")

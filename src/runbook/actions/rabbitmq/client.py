@@ -152,11 +152,12 @@ class ManagementClient:
 
     def queue(self, vhost: str, name: str, *, timeout: float) -> dict[str, Any]:
         """The management view of one queue; a clear :class:`ActionError` when it does not exist."""
-        return self.get(
+        queue: dict[str, Any] = self.get(
             f"/api/queues/{q(vhost)}/{q(name)}",
             timeout=timeout,
             not_found=f"queue {name!r} not found on vhost {vhost!r}",
         )
+        return queue
 
     def close(self) -> None:
         self._http.close()

@@ -207,7 +207,8 @@ def safe_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in (headers or {}).items():
         out[key] = "***" if SENSITIVE_HEADER.search(key) else _header_text(value)
-    return redact_data(out)
+    redacted: dict[str, Any] = redact_data(out)  # same shape as its argument
+    return redacted
 
 
 def death_summary(headers: dict[str, Any] | None) -> tuple[int, list[dict[str, Any]]]:

@@ -465,7 +465,8 @@ def _shovel_status(mgmt: ManagementClient, vhost: str, name: str, timeout: float
         return None
     for row in rows:
         if row.get("name") == name:
-            return row
+            status: dict[str, Any] = row
+            return status
     return None
 
 

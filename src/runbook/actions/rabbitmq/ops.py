@@ -62,7 +62,8 @@ def purge(connector: AmqpConnector, vhost: str, queue: str, max_messages: int | 
                 f"queue {queue!r} holds {ready} ready messages, more than max_messages={max_messages}",
                 backend=BACKEND,
             )
-        return ch.queue_purge(queue).method.message_count
+        purged: int = ch.queue_purge(queue).method.message_count
+        return purged
     finally:
         close_quietly(conn)
 
