@@ -65,3 +65,22 @@ def test_slack_offers_no_approve_for_an_unreadable_call_and_refuses_a_forged_cli
     assert desk.click("U0ALICE", ApprovalAction.DENY, value).json()["state"] == "decided"
     assert run.join().status in {"denied", "aborted"}
     assert not out.exists()
+
+
+def test_a_call_carrying_a_secret_is_never_offered_for_approval(desk: SlackDesk) -> None:
+    """The approver would see ``***`` where the hash covers the real value: nobody could see what
+    would run, so the step fails before any approval is asked and nothing executes."""
+    from runbook.core import redact
+
+    secret = "tok-4f9a8c2e7d61b0aa"
+    redact.register([secret])
+    out = desk.tmp_path / "executed"
+    run = desk.start(
+        gated(out).replace('label: "purged"', f'label: "purge with {secret}"'), run_id="run-secret"
+    )
+    outcome = run.join()
+    assert outcome.status == "failed" and "secret value" in (outcome.reason or "")
+    assert not desk.approvals.store.pending() and not out.exists()
+    kinds = [e.kind for e in desk.timeline.events("run-secret")]
+    assert "approval.requested" not in kinds
+    assert all(secret not in e.summary for e in desk.timeline.events("run-secret"))
