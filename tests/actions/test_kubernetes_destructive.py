@@ -230,7 +230,8 @@ def test_delete_pod_managed_is_replaced_unmanaged_refused(
     assert res.owner == "StatefulSet/rabbitmq"
     assert kube.find_requests("DELETE")[0].path.endswith("/pods/rabbitmq-1")
     wait_until(
-        lambda: kube.get("pods", NS, "rabbitmq-1")["metadata"]["uid"] != uid,  # type: ignore[index]
+        # deleted at once, then recreated by the StatefulSet: absent for a moment, then a new uid
+        lambda: (kube.get("pods", NS, "rabbitmq-1") or {"metadata": {"uid": uid}})["metadata"]["uid"] != uid,
         timeout=10,
         what="the StatefulSet to recreate rabbitmq-1",
     )
