@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import hmac
 import io
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -57,21 +54,11 @@ def rss_mb() -> float:
     return 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def signed(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    from runbook_devtools.signing import slack_headers
+
     body = urlencode({"payload": json.dumps(payload)}).encode()
-    ts = str(int(time.time()))
-    sig = hmac.new(SECRET.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return body, {
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={sig}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    return body, slack_headers(body, SECRET)
 
 
 def click_payload(user: str, action_id: str, value: str) -> dict[str, Any]:
@@ -111,8 +98,8 @@ class Bench:
         for k in ("SLACK_BOT_TOKEN", "RUNBOOK_SLACK_CHANNEL"):
             os.environ.pop(k, None)
         import httpx
-        import uvicorn
         from fastapi import FastAPI
+        from runbook_devtools.net import UvicornThread
 
         from runbook.compiler.flow import build_flow
         from runbook.gateway.slack_routes import get_approvals, router
@@ -127,13 +114,9 @@ class Bench:
         app = FastAPI()
         app.include_router(router)
         app.dependency_overrides[get_approvals] = lambda: self.approvals
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        threading.Thread(target=self.server.run, daemon=True).start()
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        self.server = UvicornThread(app, log_level="error", lifespan="auto", name="bench-gateway").start()
+        self.http = httpx.Client(base_url=self.server.url, timeout=10)
         self.prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=10)
-        while not self.server.started:
-            time.sleep(0.02)
 
     def _one_run(self) -> None:
         """One flow run; creating it is retried when the shared Prefect server answers 503 under load."""
@@ -233,7 +216,7 @@ def main() -> int:
             bench.click(row, "runbook_deny")
         for t in threads:
             t.join(120)
-        bench.server.should_exit = True
+        bench.server.stop()
     latencies.sort()
     acks.sort()
 

@@ -29,8 +29,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from runbook_devtools.net import free_port  # noqa: E402
+
 from runbook.store.schema import open_database  # noqa: E402
-from tests.support.pagerduty_gateway import free_port, write_playbook  # noqa: E402
+from tests.support.pagerduty_gateway import write_playbook  # noqa: E402
 from tests.support.pagerduty_payloads import encode, headers, incident_event  # noqa: E402
 
 SECRET = "bench-webhook-secret"

@@ -7,7 +7,6 @@ connection and blocks a second one on it in a thread. Tables get unique names an
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from pydantic import ValidationError
+from runbook_devtools.net import free_port
 
 from runbook.actions import (
     ActionContext,
@@ -194,16 +194,10 @@ def test_query_sql_error_is_one_redacted_line(
 
 
 # -- connection failures --------------------------------------------------------------------------
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_refused_connection_is_backend_unavailable_quickly(registry: ActionRegistry, unique: str) -> None:
     password = f"pw-{unique}-secret"
     settings = Settings.from_env(
-        {"DATABASE_URL": f"postgresql://root:{password}@127.0.0.1:{_closed_port()}/test"}
+        {"DATABASE_URL": f"postgresql://root:{password}@127.0.0.1:{free_port()}/test"}
     )
     connections = Connections(settings)
     started = time.monotonic()
@@ -238,7 +232,7 @@ def test_auth_failure_names_the_cause_without_the_password(
 
 
 def test_connection_limits_refused_is_backend_unavailable(unique: str) -> None:
-    settings = Settings.from_env({"DATABASE_URL": f"postgresql://root@127.0.0.1:{_closed_port()}/test"})
+    settings = Settings.from_env({"DATABASE_URL": f"postgresql://root@127.0.0.1:{free_port()}/test"})
     connections = Connections(settings)
     try:
         with pytest.raises(BackendUnavailable, match="postgres"):

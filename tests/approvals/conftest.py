@@ -3,8 +3,6 @@ both, the decision service, a gateway app with the Slack route, and signed block
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -17,6 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from runbook_devtools.signing import slack_headers
 
 from runbook.actions import ActionRegistry
 from runbook.approvals.pausing import NoPauser
@@ -129,14 +128,8 @@ def gateway(approvals: Approvals) -> TestClient:
 
 
 def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    base = b"v0:" + ts.encode() + b":" + body
-    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    """Headers of a Slack request signed with ``secret`` (v0), stamped now unless ``timestamp``."""
+    return slack_headers(body, secret, timestamp)
 
 
 def block_actions(

@@ -9,17 +9,17 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from runbook_devtools.demo import DLQ_FAILED, PoisonBacklog
+from runbook_devtools.demo import DLQ_FAILED, demo_fault
 from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
-from tests.e2e.conftest import AMQP, MGMT, Approver, ready, run_playbook, wait_until
+from tests.e2e.conftest import Approver, ready, run_playbook, wait_until
 
 
 def test_poison_backlog_is_quarantined_and_dlq_redriven(e2e_env: Settings, kube: KubeAPIServer) -> None:
     tag = uuid.uuid4().hex[:8]
     kube.add_deployment("orchestrator", "orchestrator", replicas=2, labels={"app": "orchestrator"})
-    fault = PoisonBacklog(AMQP, MGMT, f"e2e-backlog-{tag}")
+    fault = demo_fault(tag, e2e_env, prefix="e2e-backlog")  # the drill's fault, staged as the demo does
     try:
         fault.inject()
         script = {"quarantine": "approve", "redrive_canary": "approve", "redrive_rest": "approve"}
@@ -62,5 +62,4 @@ def test_poison_backlog_is_quarantined_and_dlq_redriven(e2e_env: Settings, kube:
         text = path.read_text(encoding="utf-8")
         assert "poison_messages" in text and "demo-ic" not in text and "ic-alice" in text
     finally:
-        fault.stop()
-        fault.delete()
+        fault.cleanup()

@@ -1,13 +1,16 @@
-"""Helpers for gateway tests: a test playbook folder, a real uvicorn on a loopback port, a TCP
-forwarder that can be "down" (Prefect outage without touching the shared server)."""
+"""Helpers for gateway tests: a test playbook folder, a real uvicorn on a loopback port (re-exported
+from :mod:`runbook_devtools.net`), a TCP forwarder that can be "down" (Prefect outage without touching
+the shared server)."""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
-from typing import Any
+
+from runbook_devtools.net import UvicornThread, free_port
+
+__all__ = ["PLAYBOOK", "Forwarder", "UvicornThread", "free_port", "write_playbook"]
 
 PLAYBOOK = """
 name: {name}
@@ -36,42 +39,6 @@ def write_playbook(
     path = folder / f"{name}.yaml"
     path.write_text(PLAYBOOK.format(name=name, service=service, title=title, extra=extra), encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class UvicornThread:
-    """The app under a real uvicorn server on 127.0.0.1:<port>, in a thread (lifespan included)."""
-
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        import uvicorn
-
-        self.port = port or free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> UvicornThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 class Forwarder:

@@ -11,11 +11,11 @@ more ``v1=`` HMAC-SHA256 values of the raw body, ``X-Webhook-Id`` repeated on ev
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 import uuid
 from typing import Any
+
+from runbook_devtools.signing import pagerduty_headers, pagerduty_signature
 
 DOC_INCIDENT: dict[str, Any] = {
     "id": "PGR0VU2",
@@ -159,15 +159,10 @@ def encode(payload: dict[str, Any]) -> bytes:
 def signature(body: bytes, *secrets: str) -> str:
     """``X-PagerDuty-Signature``: one ``v1=`` value per signing secret, comma separated (docs' format).
 
-    Written independently of the gateway (straight from PagerDuty's "Verifying Signatures" page)."""
-    return ",".join("v1=" + hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in secrets)
+    Written independently of the gateway (:mod:`runbook_devtools.signing`, from PagerDuty's
+    "Verifying Signatures" page)."""
+    return pagerduty_signature(body, *secrets)
 
 
 def headers(body: bytes, *secrets: str, webhook_id: str | None = None) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": "PagerDuty-Webhook/V3.0",
-        "X-Webhook-Id": webhook_id or str(uuid.uuid4()),
-        "X-Webhook-Subscription": "PY1OYTU",
-        "X-PagerDuty-Signature": signature(body, *secrets),
-    }
+    return pagerduty_headers(body, *secrets, webhook_id=webhook_id, subscription="PY1OYTU")

@@ -21,7 +21,14 @@ import pika
 
 from runbook.core.settings import Settings
 from runbook_devtools.drills.kube_standin import KubeWorld, Workload
-from runbook_devtools.drills.local import ConnectionHolder, Consumers, LocalRabbit, ThrowawayPostgres
+from runbook_devtools.drills.local import (
+    ConnectionHolder,
+    Consumer,
+    Consumers,
+    LocalRabbit,
+    ThrowawayPostgres,
+    wait_for,
+)
 from runbook_devtools.drills.targets import require_loopback
 
 CONSUMERS = {"app": "orchestrator"}
@@ -70,24 +77,33 @@ class Fault:
                 self.notes.append(f"cleanup step failed: {exc}")
 
     # -- local RabbitMQ helpers ------------------------------------------------------------------
-    def _declare(self, *queues: str) -> None:
+    def _declare(self, *queues: str, arguments: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {"durable": True, **({"arguments": arguments} if arguments else {})}
         for q in queues:
-            self.rabbit.mgmt("PUT", self.rabbit.queue_path(q), json={"durable": True}).raise_for_status()
+            self.rabbit.mgmt("PUT", self.rabbit.queue_path(q), json=body).raise_for_status()
             self._undo.append(lambda q=q: self.rabbit.mgmt("DELETE", self.rabbit.queue_path(q)))
 
-    def _publish(self, queue: str, n: int, **props: Any) -> None:
+    def _publish(
+        self,
+        queue: str,
+        n: int,
+        *,
+        message_id: str | None = None,
+        prefix: str = "job",
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """``n`` persistent messages, confirmed by the broker; ids ``<prefix>-<i>`` unless ``message_id``."""
         conn = self.rabbit.connect()
         try:
             ch = conn.channel()
+            ch.confirm_delivery()
             for i in range(n):
                 ch.basic_publish(
                     "",
                     queue,
                     json.dumps({"job": i}).encode(),
                     pika.BasicProperties(
-                        delivery_mode=2,
-                        message_id=props.get("message_id", f"job-{i}"),
-                        headers=props.get("headers"),
+                        delivery_mode=2, message_id=message_id or f"{prefix}-{i}", headers=headers
                     ),
                 )
         finally:
@@ -104,15 +120,57 @@ class Fault:
 
 
 class BacklogPoison(Fault):
+    """A backlog behind a poison message: one worker is wedged on a job it took (nothing is acked),
+    the head of the queue is a message every worker already crashed on (redelivered), and
+    :attr:`backlog` jobs wait behind it.
+
+    ``prefix`` names the queues (``<prefix>-<tag>``, ``-dlq``, ``-quarantine``). ``dead_lettered``
+    earlier failures wait in the DLQ with real ``x-death`` headers (the queue dead-letters into it).
+    ``recovers``: the wedged worker recovers once the poison message is quarantined, as a real one
+    restarted by its supervisor would, and drains the queue (``make demo`` judges that). Used by
+    ``runbook drill``, ``make demo`` and the backlog-triage end-to-end test."""
+
     name, playbook = "backlog-poison", "backlog-triage"
     summary = "a backlog whose head is a poison message that crashes every consumer that takes it"
     verdicts = ("poison_messages",)
+    backlog = 300
+
+    def __init__(
+        self,
+        tag: str,
+        settings: Settings,
+        *,
+        prefix: str = "drill",
+        dead_lettered: int = 0,
+        recovers: bool = False,
+    ) -> None:
+        super().__init__(tag, settings)
+        self.queue = f"{prefix}-{tag}"
+        self.dead_lettered, self.recovers = dead_lettered, recovers
+        self.workers: Consumers | None = None
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.queue}-dlq"
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.queue}-quarantine"
+
+    @property
+    def poison_id(self) -> str:
+        return f"poison-{self.tag}"
+
+    @property
+    def consumer(self) -> Consumer | None:
+        """The wedged worker (its ``acked`` count shows what it drained once it recovered)."""
+        return self.workers.members[0] if self.workers and self.workers.members else None
 
     def params(self) -> dict[str, Any]:
         return {
             "queue": self.queue,
-            "dlq": f"{self.queue}-dlq",
-            "quarantine_queue": f"{self.queue}-quarantine",
+            "dlq": self.dlq,
+            "quarantine_queue": self.quarantine,
             "depth_threshold": 100,
             "progress_window": 5,
             "poll_interval": 0.5,
@@ -120,29 +178,59 @@ class BacklogPoison(Fault):
             "kafka_enabled": False,
         }
 
-    def inject(self, kube: KubeWorld) -> None:
-        self._declare(self.queue, f"{self.queue}-dlq", f"{self.queue}-quarantine")
-        kube.add_workload(Workload("orchestrator", "orchestrator", 2, CONSUMERS))
+    def inject(self, kube: KubeWorld | None = None) -> None:
+        """Make the fault; with ``kube`` (the drill's stand-in) also the consumer deployment. Without
+        it the caller serves the deployment itself (the demo and e2e use the loopback API server)."""
+        self._declare(self.dlq, self.quarantine)
+        dead_letter = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dlq}
+        self._declare(self.queue, arguments=dead_letter if self.dead_lettered else None)
+        if kube is not None:
+            kube.add_workload(Workload("orchestrator", "orchestrator", 2, CONSUMERS))
+        if self.dead_lettered:  # jobs that failed earlier today: rejected by a worker, with x-death
+            self._publish(self.queue, self.dead_lettered, prefix="failed", headers={"job-type": "render"})
+            self._reject(self.dead_lettered, requeue=False)
+            wait_for(
+                lambda: self.rabbit.counts(self.dlq)[0] == self.dead_lettered,
+                20,
+                "dead-lettering into the DLQ",
+                0.2,
+            )
         # one worker is wedged on a message it took earlier (so nothing is acked) ...
-        self._consumers("hung").scale(1)
-        self._publish(self.queue, 1, message_id="in-flight")
+        if self.recovers:
+            self.workers = self._consumers("held", release=lambda: self.rabbit.counts(self.quarantine)[0] > 0)
+        else:
+            self.workers = self._consumers("hung")
+        self.workers.scale(1)
+        self._publish(self.queue, 1, message_id="in-flight", headers={"job-type": "render"})
+        wait_for(lambda: self.rabbit.counts(self.queue)[0] == 0, 20, "the worker to take its job", 0.2)
         # ... and the head is a message every worker has already crashed on (redelivered)
-        self._publish(self.queue, 1, message_id=f"poison-{self.tag}", headers={"job-type": "poison"})
+        poison = {"job-type": "render", "tenant": "t-13"}
+        self._publish(self.queue, 1, message_id=self.poison_id, headers=poison)
+        self._reject(1, requeue=True)
+        self._publish(self.queue, self.backlog, headers={"job-type": "render"})
+        # the playbook reads the management API: wait until it shows the backlog (+ poison + the
+        # wedged worker's unacked job) and the worker, so its snapshot sees what is really there
+        self._settle(self.queue, self.backlog + 2, 1, timeout=30)
+
+    def _reject(self, n: int, *, requeue: bool) -> None:
+        """A worker takes the first ``n`` messages and fails them (requeued, or dead-lettered)."""
         conn = self.rabbit.connect()
         try:
             ch = conn.channel()
-            method, _, _ = ch.basic_get(self.queue)
-            ch.basic_nack(method.delivery_tag, requeue=True)
+            for _ in range(n):
+                method, _, _ = ch.basic_get(self.queue)
+                ch.basic_nack(method.delivery_tag, requeue=requeue)
         finally:
             conn.close()
-        self._publish(self.queue, 300)
-        self._settle(self.queue, 302, 1)
+
+    def quarantined_ids(self) -> list[str]:
+        return [str(i) for i in self.rabbit.peek_ids(self.quarantine, 10)]
 
     def fixed(self) -> tuple[bool, str]:
-        ids = self.rabbit.peek_ids(f"{self.queue}-quarantine", 5)
+        ids = self.rabbit.peek_ids(self.quarantine, 5)
         head = self.rabbit.peek_ids(self.queue, 1)
         head_id = head[0] if head else None
-        ok = f"poison-{self.tag}" in ids and head_id != f"poison-{self.tag}"
+        ok = self.poison_id in ids and head_id != self.poison_id
         return ok, f"quarantine holds {ids}; head of {self.queue} is now {head_id}"
 
 

@@ -8,7 +8,8 @@ bodies, for the actions in ``runbook.actions.kubernetes`` *and the real kubectl*
 - discovery (``/version``, ``/api``, ``/apis``, resource lists with verbs, short names, subresources)
   — :mod:`.resources`;
 - an in-memory store of namespaces, nodes, pods, events, deployments, replicasets, statefulsets,
-  daemonsets and PodDisruptionBudgets with a change journal — :mod:`.store`, :mod:`.seeding`;
+  daemonsets and PodDisruptionBudgets with a change journal — :mod:`.store`, :mod:`.pods`,
+  :mod:`.seeding`;
 - list with label/field selectors, ``limit``/``continue``, server-side Tables; create, replace,
   strategic-merge / merge / JSON patch, delete; scale, status, log and eviction subresources
   (429 when a PodDisruptionBudget would be violated) — :mod:`.rest`, :mod:`.selectors`,
@@ -31,11 +32,12 @@ or ``python -m runbook_devtools.kube_api --kubeconfig /tmp/kubeconfig`` for a dr
 Not implemented: RBAC, admission, server-side apply, aggregated discovery (clients fall back to the
 legacy documents), graceful pod termination (deletes are immediate), strategic-merge ``$patch``
 directives, SPDY exec, snapshot-consistent pagination (a continued list resumes after the last key).
-This package imports nothing from ``runbook`` outside it.
+This package imports nothing from ``runbook`` (``free_port`` is :func:`runbook_devtools.net.free_port`).
 """
 
 from __future__ import annotations
 
+from ..net import free_port
 from .base import DEFAULT_TOKEN, ApiError, ExecResult, Fault, RequestRecord, now_iso, status_body
 from .controller import pod_ready, template_hash
 from .exec_sim import demo_exec
@@ -43,7 +45,7 @@ from .http import WS_GUID
 from .patches import json_patch, merge_patch
 from .resources import RESOURCES, WORKLOADS, not_found
 from .selectors import field_selector_matches, label_selector_matches, match_labels_selector
-from .server import KubeAPIServer, free_port, main
+from .server import KubeAPIServer, main
 
 __all__ = [
     "DEFAULT_TOKEN",

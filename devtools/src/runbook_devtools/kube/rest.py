@@ -20,8 +20,8 @@ from urllib.parse import unquote
 
 from .base import ApiError, status_body
 from .patches import apply_patch
+from .pods import default_pod_spec
 from .resources import BY_PLURAL, RESOURCES, WORKLOADS, not_found, resource
-from .seeding import default_pod_spec
 from .selectors import (
     check_field_selector,
     field_selector_matches,

@@ -212,9 +212,3 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.stop()
 
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for callers that need the port before starting the server)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
