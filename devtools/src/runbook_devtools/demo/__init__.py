@@ -24,7 +24,7 @@ Everything the demo started is stopped and its queues are deleted; exit 0 only w
 found and fixed the fault.
 
 The pieces: :mod:`.scene` (approver, the fault — the drill's
-:class:`~runbook_devtools.drills.faults.BacklogPoison` with a dead-lettered DLQ and a worker that
+:class:`~runbook_devtools.drills.poison.BacklogPoison` with a dead-lettered DLQ and a worker that
 recovers —, the playbook's demo defaults, the environment), :mod:`.serve` (``runbook serve``),
 :mod:`.vendors` (signed PagerDuty and Slack requests), :mod:`.drill` (the drill and its verdict).
 ``python -m runbook_devtools.demo`` runs :func:`main`.

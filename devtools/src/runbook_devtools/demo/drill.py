@@ -28,7 +28,7 @@ from runbook_devtools.demo.scene import (
 )
 from runbook_devtools.demo.serve import Serve
 from runbook_devtools.demo.vendors import pagerduty_webhook, slack_click
-from runbook_devtools.drills.faults import BacklogPoison
+from runbook_devtools.drills.poison import BacklogPoison
 from runbook_devtools.drills.targets import NotLoopback
 from runbook_devtools.net import UvicornThread
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from runbook.core.settings import Settings
-from runbook_devtools.drills.faults import BacklogPoison
+from runbook_devtools.drills.poison import BacklogPoison
 
 PAGERDUTY_SECRET = "demo-pagerduty-webhook-secret"  # a demo value, printed on purpose
 SLACK_SECRET = "demo-slack-signing-secret"  # a demo value
