@@ -144,7 +144,7 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
         approvals = build_runtime(settings).approvals()
 
         def waiting_rows() -> list[Any]:
-            return [r for r in approvals.store.pending() if r.request.requested_by == f"load-{tag}-wait"]
+            return [r for r in approvals.store.pending() if r.request.requested_by == f"unix:load-{tag}-wait"]
 
         deadline = time.monotonic() + 60 + 12 * n
         while time.monotonic() < deadline:
