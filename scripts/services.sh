@@ -2,6 +2,9 @@
 # Ensure the local services runbook needs: RabbitMQ (management + shovel plugins) and PostgreSQL.
 # Installs them from apt when absent (as root), starts them when stopped, waits until they answer.
 set -euo pipefail
+# `scripts/services.sh monitoring`: these services, then Prometheus and Alertmanager for the tests that need
+# them (scripts/monitoring.sh; `make demo` never starts them)
+if [ "${1:-}" = monitoring ]; then "$0"; exec "$(dirname "$0")/monitoring.sh" "${@:2}"; fi
 need_apt=()
 command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)

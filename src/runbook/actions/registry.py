@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "runbook.actions.kafka.actions",
     "runbook.actions.kubernetes.actions",
     "runbook.actions.pagerduty.actions",
+    "runbook.actions.prometheus.actions",
 )
 
 

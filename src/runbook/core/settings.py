@@ -52,6 +52,12 @@ class Settings:
     heartbeat_seconds: float = 10.0
     #: runbook serve also answers runs in-process (the fast lane) besides Prefect's runner
     fast_lane: bool = True
+    #: Prometheus HTTP API for metric steps (basic auth as user:password in the URL); none: "not checked"
+    prometheus_url: str | None = None
+    #: bearer token sent to Prometheus (and to scraped /metrics endpoints of the same host)
+    prometheus_bearer_token: str | None = None
+    #: bearer token Alertmanager sends to POST /webhooks/alertmanager; none: alerts refused
+    alertmanager_token: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -80,6 +86,9 @@ class Settings:
             templates_dir=Path(e["RUNBOOK_TEMPLATES"]) if e.get("RUNBOOK_TEMPLATES") else None,
             heartbeat_seconds=float(e.get("RUNBOOK_HEARTBEAT_SECONDS") or cls.heartbeat_seconds),
             fast_lane=(e.get("RUNBOOK_FAST_LANE") or "1") != "0",
+            prometheus_url=e.get("PROMETHEUS_URL") or None,
+            prometheus_bearer_token=e.get("PROMETHEUS_BEARER_TOKEN") or None,
+            alertmanager_token=e.get("RUNBOOK_ALERTMANAGER_TOKEN") or None,
         )
 
     def secrets(self) -> list[str]:
@@ -87,7 +96,13 @@ class Settings:
         from runbook.core.redact import secrets_in_url
 
         found: list[str] = [*self.pagerduty_webhook_secrets]
-        for value in (self.slack_signing_secret, self.slack_bot_token, self.pagerduty_api_token):
+        for value in (
+            self.slack_signing_secret,
+            self.slack_bot_token,
+            self.pagerduty_api_token,
+            self.prometheus_bearer_token,
+            self.alertmanager_token,
+        ):
             if value:
                 found.append(value)
         for url in (
@@ -95,6 +110,7 @@ class Settings:
             self.rabbitmq_management_url,
             self.database_url,
             self.database_inspect_url,
+            self.prometheus_url,
             self.kafka_bootstrap_servers,
         ):
             found.extend(secrets_in_url(url or ""))

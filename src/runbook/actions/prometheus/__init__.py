@@ -1,0 +1,1 @@
+"""Prometheus: read-only metric steps (instant and range PromQL, one ``/metrics`` endpoint)."""
