@@ -3,8 +3,8 @@
 A channel identifies the person (a verified Slack request, or the local operator at the CLI) and
 calls :meth:`Approvals.vote`. The policy is checked, the vote recorded in the store, and every
 outcome becomes a timeline event (approved, denied, expired, refused, or a partial-quorum note) with
-actor, time, reason and plan hash. The waiting run learns of the decision from the store, and the
-deciding channel also nudges the paused run directly so it resumes without waiting a tick.
+actor, time, reason and plan hash. The waiting run learns of the decision from the store, pushed to
+it by :meth:`Approvals.nudge` (in-process wake-up, PostgreSQL NOTIFY) so it goes on at once.
 
 This layer knows neither Slack nor Prefect: where timeline events of a run go (``sinks_for``), how
 queued Slack messages are flushed (``flush``), how a paused run is resumed (``pauser``) and which
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.approvals.pausing import NoPauser, RunPauser
+from runbook.approvals.pausing import NOTIFY_CHANNEL, NoPauser, RunPauser, decisions
 from runbook.approvals.policy import Identity, PolicyFile, RoleSource
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
@@ -214,10 +214,10 @@ class Approvals:
 
     # -- resuming the paused run ---------------------------------------------------------------
     def nudge(self, row: RequestRow) -> None:
-        """Best effort: resume the paused run now (its watcher would do it within a tick)."""
-        if not row.flow_run_id:
-            return
+        """Push the decision to the waiting run now: a wake-up in this process, a NOTIFY to other
+        processes on PostgreSQL (SQLite waiters poll); the waiting run itself tells Prefect."""
+        decisions.publish(row.id)
         try:
-            self.pauser.resume(row.flow_run_id, row.id, row.status)
-        except Exception as exc:  # noqa: BLE001 - the waiting run's own watcher is the guarantee
-            log.debug("resume of flow run %s not done here: %s", row.flow_run_id, exc)
+            self.timeline.db.notify(NOTIFY_CHANNEL, str(row.id))
+        except Exception as exc:  # noqa: BLE001 - the waiting run's safety poll is the guarantee
+            log.debug("notify of request %s not sent: %s", row.id, exc)

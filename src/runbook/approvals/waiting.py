@@ -1,14 +1,16 @@
 """The gate a run blocks on: record the request, announce it, wait for the store to hold a decision.
 
-Inside an orchestrator run the gate parks the run through the :class:`RunPauser` it was given (in
-production Prefect's ``pause_flow_run`` with a typed input, so the Prefect UI shows what is waiting
-and no CPU is burnt); a process-wide :class:`Watcher` thread reads
-the store and resumes the run once a decision is recorded or the approval's own timeout passed.
-Prefect's pause timeout is set beyond ours and never fires (it would fail the run). Whatever input a
-resume carries, the gate trusts only the store: a resume without a recorded decision (e.g. forged in
-the Prefect UI) is refused, recorded, and the run pauses again. Outside a flow run (tests,
-rehearsals) the gate simply waits on the watcher. A decision recorded while no process waited is
-found in the store when the run comes back.
+The store is the only source of decisions and the waiting run hears of one by push: a decision
+recorded in the same process wakes it at once (:data:`runbook.approvals.pausing.decisions`), one
+recorded elsewhere arrives by PostgreSQL LISTEN/NOTIFY when the store is PostgreSQL, and a SQLite
+store is polled by one short query per tick for every waiter of the process (:class:`Watcher`).
+The orchestrator is bookkeeping: the :class:`RunPauser` parks the run there while it waits (the
+Prefect UI shows what is waiting, with a typed input) and unparks it in the background once the
+decision is known, so the step starts without waiting on Prefect's poll or its API. Whatever a
+resume through the orchestrator claims, the gate trusts only the store: a resume without a recorded
+decision (e.g. forged in the Prefect UI) is refused, recorded, and the run is parked again. If the
+orchestrator cannot be reached the run still waits and goes on; the timeline says so. A decision
+recorded while no process waited is found in the store when the run comes back.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import logging
 import math
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from runbook.approvals.pausing import NOTIFY_CHANNEL, decisions
 from runbook.approvals.service import Approvals, short
 from runbook.core.durations import format_duration
 from runbook.core.events import Kind
@@ -32,6 +34,12 @@ from runbook.store.approvals import RequestRow
 log = logging.getLogger("runbook.approvals")
 
 PAUSE_MARGIN_SECONDS = 120.0
+#: SQLite store: how often one query checks every waiter of the process (PostgreSQL pushes)
+SQLITE_POLL_SECONDS = 0.05
+#: PostgreSQL store: a safety poll behind LISTEN/NOTIFY
+POSTGRES_POLL_SECONDS = 1.0
+#: how often a waiting run checks that the orchestrator still shows it parked (forged resumes)
+PARK_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -42,21 +50,26 @@ class _Waiter:
     flow_run_id: str | None
     done: threading.Event = field(default_factory=threading.Event)
     status: str = ApprovalStatus.PENDING
-    resumed: bool = False
-    resuming: bool = False
 
 
 class Watcher:
-    """One thread per process watching every waiting request: one query per tick, however many wait."""
+    """One thread per process and store watching every waiting request: one query per tick, however
+    many wait; woken early by a decision in this process or a NOTIFY from another."""
 
-    def __init__(self, approvals: Approvals, interval: float = 0.2) -> None:
+    def __init__(self, approvals: Approvals, interval: float | None = None) -> None:
         self.approvals = approvals
-        self.interval = interval
+        postgres = approvals.timeline.db.is_postgres
+        self.interval = interval or (POSTGRES_POLL_SECONDS if postgres else SQLITE_POLL_SECONDS)
         self._waiters: dict[int, _Waiter] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="approval-resume")
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        decisions.subscribe(self._poke)
+
+    def _poke(self, request_id: int | str) -> None:
+        self._wake.set()
 
     def add(self, waiter: _Waiter) -> None:
         with self._lock:
@@ -64,6 +77,15 @@ class Watcher:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="approval-watcher", daemon=True)
                 self._thread.start()
+            db = self.approvals.timeline.db
+            if db.is_postgres and (self._listener is None or not self._listener.is_alive()):
+                self._listener = threading.Thread(
+                    target=db.listen,
+                    args=(NOTIFY_CHANNEL, self._poke, self._stop),
+                    name="approval-listener",
+                    daemon=True,
+                )
+                self._listener.start()
         self._wake.set()
 
     def remove(self, request_id: int) -> None:
@@ -97,18 +119,6 @@ class Watcher:
                 continue
             w.status = status
             w.done.set()
-            if w.flow_run_id and not w.resumed and not w.resuming:
-                w.resuming = True  # resumes run in parallel: one slow API call must not hold the others
-                self._pool.submit(self._resume, w)
-
-    def _resume(self, w: _Waiter) -> None:
-        try:
-            if w.flow_run_id:
-                w.resumed = self.approvals.pauser.resume(w.flow_run_id, w.request_id, w.status)
-        except Exception as exc:  # noqa: BLE001 - retried next tick
-            log.debug("resume %s: %s", w.flow_run_id, exc)
-        finally:
-            w.resuming = False
 
 
 _watchers: dict[str, Watcher] = {}
@@ -219,30 +229,62 @@ class StoreGate:
             print(console_instructions(row, who), flush=True)
 
     def _pause_until_decided(self, row: RequestRow, waiter: _Waiter, recorder: Recorder) -> None:
-        while not waiter.done.is_set():
-            left = (row.expires_at - datetime.now(UTC)).total_seconds()
-            timeout = int(math.ceil(max(left, 0) + PAUSE_MARGIN_SECONDS))
-            waiter.resumed = False
-            request_id, outcome = self.approvals.pauser.pause(row.id, uuid.uuid4().hex[:8], timeout)
-            current = self.approvals.store.get(row.id)
-            if current is not None and current.decided:
-                return
-            other = self.approvals.store.get(request_id) if isinstance(request_id, int) else None
-            if other is not None and other.id != row.id and other.decided:
-                continue  # a late resume meant for an earlier request of this run: not a decision
+        """Wait for the store's answer while the orchestrator shows the run parked for it."""
+        assert waiter.flow_run_id is not None
+        run = waiter.flow_run_id
+        pauser = self.approvals.pauser
+        parked = self._park(row, run)
+        ever_parked = parked
+        if not parked:
             recorder.emit(
-                Kind.APPROVAL_REFUSED,
-                f"{row.request.step_title}: a resume arrived through the Prefect API without a recorded "
-                "decision; ignored — still waiting for an approval through Slack or `runbook approve`",
+                Kind.NOTE,
+                f"{row.request.step_title}: Prefect did not answer; the run waits for the decision in"
+                " the runbook store, and its Prefect record is brought up to date when Prefect is back",
                 step_id=row.step_id,
-                actor="prefect-api",
-                details={
-                    "request_id": row.id,
-                    "plan_hash": row.plan_hash,
-                    "channel": "prefect-api",
-                    "claimed": {"request_id": request_id, "outcome": outcome},
-                },
+                actor="runbook",
+                details={"request_id": row.id, "prefect": "unreachable"},
             )
+        while not waiter.done.wait(PARK_CHECK_SECONDS):
+            if not parked:
+                parked = ever_parked = self._park(row, run) or ever_parked
+                continue
+            if pauser.still_parked(run, row.id) is not False or self._decided(row.id):
+                continue
+            self._refuse_forged(row, recorder)
+            parked = self._park(row, run)
+        if ever_parked:
+            pauser.unpark(
+                run, row.id, waiter.status, lambda line: self._bookkeeping_note(row, recorder, line)
+            )
+
+    def _park(self, row: RequestRow, flow_run_id: str) -> bool:
+        left = (row.expires_at - datetime.now(UTC)).total_seconds()
+        timeout = int(math.ceil(max(left, 0) + PAUSE_MARGIN_SECONDS))
+        return self.approvals.pauser.park(flow_run_id, row.id, uuid.uuid4().hex[:8], timeout)
+
+    def _decided(self, request_id: int) -> bool:
+        current = self.approvals.store.get(request_id)
+        return current is not None and current.decided
+
+    @staticmethod
+    def _bookkeeping_note(row: RequestRow, recorder: Recorder, line: str) -> None:
+        try:
+            recorder.emit(
+                Kind.NOTE, line, step_id=row.step_id, actor="runbook", details={"request_id": row.id}
+            )
+        except Exception as exc:  # noqa: BLE001 - a note about Prefect must not fail anything
+            log.warning("prefect bookkeeping note: %s", exc)
+
+    @staticmethod
+    def _refuse_forged(row: RequestRow, recorder: Recorder) -> None:
+        recorder.emit(
+            Kind.APPROVAL_REFUSED,
+            f"{row.request.step_title}: a resume arrived through the Prefect API without a recorded "
+            "decision; ignored — still waiting for an approval through Slack or `runbook approve`",
+            step_id=row.step_id,
+            actor="prefect-api",
+            details={"request_id": row.id, "plan_hash": row.plan_hash, "channel": "prefect-api"},
+        )
 
 
 def console_instructions(row: RequestRow, who: list[str]) -> str:

@@ -378,6 +378,7 @@ class Engine:
             try:
                 output = self.step_runner(step, spec, call)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a timeline event
+                self._runner_notes(rec, step)
                 last = error_line(exc)
                 if attempt < attempts and not is_transient(exc):
                     last += " (not retried: only an unreachable backend or a timeout is)"
@@ -395,6 +396,7 @@ class Engine:
                 return self._failed(
                     step, state, last, in_finally, spec=spec, seconds=time.monotonic() - started
                 )
+            self._runner_notes(rec, step)
             output = redact_data(output)
             if spec.destructive:
                 self.ledger.finish(state.opts.run_id, step.id, digest, StepStatus.SUCCEEDED, output)
@@ -413,6 +415,12 @@ class Engine:
             )
             return StepStatus.SUCCEEDED
         return self._failed(step, state, last, in_finally)
+
+    def _runner_notes(self, rec: Recorder, step: Step) -> None:
+        """What the step runner had to work around (Prefect unreachable), as timeline notes."""
+        notices = getattr(self.step_runner, "notices", None)
+        for line in notices() if notices is not None else []:
+            rec.emit(Kind.NOTE, line, step_id=step.id, actor="runbook", details={"prefect": "degraded"})
 
     def _failed(
         self,

@@ -29,31 +29,79 @@ StepCall = Callable[[], dict[str, Any]]
 SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
 
-def prefect_step_runner(playbook: Playbook) -> StepRunner:
-    """Each executed step as a Prefect task run named by its step id and tagged with its action."""
-    from prefect import task as prefect_task
-    from prefect.cache_policies import NO_CACHE
+class PrefectStepRunner:
+    """Each executed step as a Prefect task run named by its step id and tagged with its action.
 
-    task: Any = prefect_task  # Prefect's overloads do not cover a per-step options call
+    Prefect is bookkeeping, never the verdict: the action is called exactly once per engine attempt.
+    If Prefect fails *before* the action started (task-run creation, its states: the client already
+    retried), the action runs without a task run; if it fails *after* the action returned, the
+    action's result stands; the action's own error is the step's error. Each such case leaves one
+    line in :meth:`notices` for the timeline."""
 
-    def runner(step: Step, spec: ActionSpec, call: StepCall) -> dict[str, Any]:
-        def run_step() -> dict[str, Any]:
-            return call()
+    def __init__(self, playbook: Playbook) -> None:
+        from prefect import task as prefect_task
+        from prefect.cache_policies import NO_CACHE
 
-        t = task(
-            run_step,
-            name=step.id,
-            task_run_name=step.id,
-            tags=[spec.name, f"playbook:{playbook.name}", *(["destructive"] if spec.destructive else [])],
-            persist_result=False,
-            cache_policy=NO_CACHE,
-            retries=0,
-            log_prints=False,
-        )
-        out: dict[str, Any] = t()
+        self.playbook = playbook
+        self._task: Any = prefect_task  # Prefect's overloads do not cover a per-step options call
+        self._no_cache = NO_CACHE
+        self._tasks: dict[str, Any] = {}
+        self._notices: list[str] = []
+
+    def notices(self) -> list[str]:
+        out, self._notices = self._notices, []
         return out
 
-    return runner
+    def _options(self, step: Step, spec: ActionSpec) -> dict[str, Any]:
+        tags = [spec.name, f"playbook:{self.playbook.name}", *(["destructive"] if spec.destructive else [])]
+        return {
+            "name": step.id,
+            "task_run_name": step.id,
+            "tags": tags,
+            "persist_result": False,
+            "cache_policy": self._no_cache,
+            "retries": 0,
+            "log_prints": False,
+        }
+
+    def __call__(self, step: Step, spec: ActionSpec, call: StepCall) -> dict[str, Any]:
+        box: dict[str, Any] = {}
+
+        def run_step() -> dict[str, Any]:
+            box["started"] = True
+            try:
+                out = call()
+            except BaseException as exc:
+                box["error"] = exc
+                raise
+            box["output"] = out
+            return out
+
+        try:
+            t = self._task(run_step, **self._options(step, spec))
+            result: dict[str, Any] = t()
+            return result
+        except Exception as exc:
+            if "error" in box:
+                raise box["error"] from None
+            if "output" in box:
+                self._notices.append(
+                    f"{step.label}: Prefect could not record this step's task run ({type(exc).__name__});"
+                    " the step's result stands"
+                )
+                output: dict[str, Any] = box["output"]
+                return output
+            if box.get("started"):
+                raise
+            self._notices.append(
+                f"{step.label}: Prefect could not start a task run ({type(exc).__name__}); the step ran"
+                " without one"
+            )
+            return call()
+
+
+def prefect_step_runner(playbook: Playbook) -> StepRunner:
+    return PrefectStepRunner(playbook)
 
 
 def _signature(playbook: Playbook) -> inspect.Signature:
@@ -120,19 +168,20 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
     from prefect.runtime import flow_run
     from prefect.states import Completed, Failed
 
+    from runbook.compiler.prefect_runs import settle
+
     def run(**kwargs: Any) -> Any:
         from prefect.context import FlowRunContext
 
         ctx = FlowRunContext.get()
         scheduled = bool(ctx and ctx.flow_run and getattr(ctx.flow_run, "auto_scheduled", False))
-        outcome = run_playbook_here(
-            playbook,
-            str(flow_run.id),
-            dict(kwargs),
-            wiring(),
-            prefect=True,
-            auto_scheduled=scheduled,
-        )
+        run_id = str(flow_run.id)
+        try:
+            outcome = run_playbook_here(
+                playbook, run_id, dict(kwargs), wiring(), prefect=True, auto_scheduled=scheduled
+            )
+        finally:
+            settle(run_id)  # pending Prefect bookkeeping (an unparked approval) before the final state
         summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
         if outcome.status == RunStatus.COMPLETED:
             return Completed(message="completed", data=summary)

@@ -4,17 +4,26 @@ resume it when a decision is recorded, mark a lost run Crashed, and the process 
 Prefect is imported only here, in :mod:`runbook.compiler.flow` and in deployment: the approvals and
 timeline layers depend on the small protocols they define (:class:`runbook.approvals.waiting.RunPauser`,
 the reaper's ``on_crash`` callback) and the composition root (:mod:`runbook.runtime`) hands them
-these implementations. Prefect is bookkeeping here: the runbook store holds every decision, so a
-resume that Prefect refuses or loses is retried by the waiting run's watcher.
+these implementations. Prefect is bookkeeping here: the runbook store holds every decision and the waiting run
+learns of it from the store; every call we make to Prefect retries transient errors with backoff and
+jitter, and a run whose Prefect record could not be updated goes on (reconciled in the background).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 from uuid import UUID
+
+from runbook.approvals.pausing import Reporter
+
+T = TypeVar("T")
 
 log = logging.getLogger("runbook.prefect")
 
@@ -69,9 +78,20 @@ def approval_input_model() -> type:
 _client_lock = threading.Lock()
 _client: Any = None
 
+#: our own Prefect calls retry here (short backoff with jitter), not inside Prefect's client, whose
+#: backoff starts at 2 s: a run must not sit behind it
+RETRY_FIRST_SECONDS = 0.1
+RETRY_MAX_SECONDS = 2.0
+#: how long the waiting run's own thread tries to park it before it just waits on the store
+PARK_BUDGET_SECONDS = 5.0
+#: how long the background keeps bringing a run's Prefect record up to date
+RECONCILE_BUDGET_SECONDS = 600.0
+#: how long a finishing flow run waits for its pending bookkeeping before it reports its state
+SETTLE_SECONDS = 10.0
+
 
 def _sync_client() -> Any:
-    """One sync Prefect client per process for resumes (building one costs ~100 ms)."""
+    """One sync Prefect client per process for our bookkeeping calls (building one costs ~100 ms)."""
     global _client
     with _client_lock:
         if _client is None:
@@ -81,8 +101,73 @@ def _sync_client() -> Any:
         return _client
 
 
+def is_transient_prefect(exc: BaseException) -> bool:
+    """A Prefect API error worth another try: unreachable, timed out, reset, 408/429/5xx."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError):
+        return True
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    return isinstance(code, int) and (code in (408, 429) or code >= 500)
+
+
+def with_retries(fn: Callable[[], T], budget_seconds: float, what: str) -> T:
+    """``fn()``, retrying transient Prefect errors with exponential backoff and full jitter for at most
+    ``budget_seconds``; Prefect's own client retries are off inside (they would sleep 2, 4, 8 s...)."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    deadline = time.monotonic() + budget_seconds
+    delay = RETRY_FIRST_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                return fn()
+        except Exception as exc:
+            pause = random.uniform(delay / 2, delay * 1.5)
+            if not is_transient_prefect(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.debug("prefect %s: %s (attempt %d); again in %.2fs", what, type(exc).__name__, attempt, pause)
+            time.sleep(pause)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
+class _Bookkeeper:
+    """Background work that brings Prefect's record up to date; a finishing run waits for its own."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prefect-bookkeeping")
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[Future[Any]]] = {}
+
+    def submit(self, flow_run_id: str, fn: Callable[[], None]) -> None:
+        future = self._pool.submit(fn)
+        with self._lock:
+            self._pending.setdefault(flow_run_id, []).append(future)
+
+    def settle(self, flow_run_id: str, timeout: float) -> bool:
+        with self._lock:
+            futures = self._pending.pop(flow_run_id, [])
+        _, not_done = wait(futures, timeout=timeout)
+        if not_done:
+            with self._lock:
+                self._pending.setdefault(flow_run_id, []).extend(not_done)
+        return not not_done
+
+
+_bookkeeper = _Bookkeeper()
+
+
+def settle(flow_run_id: str, timeout: float = SETTLE_SECONDS) -> bool:
+    """Wait (bounded) for this run's pending Prefect bookkeeping; False if Prefect is still away."""
+    return _bookkeeper.settle(flow_run_id, timeout)
+
+
 class PrefectPauser:
-    """:class:`runbook.approvals.waiting.RunPauser` on Prefect's pause/resume."""
+    """:class:`runbook.approvals.pausing.RunPauser` on Prefect: a waiting run shows as Paused with a
+    typed input under a key naming its request; the run itself waits on the store, not on Prefect."""
 
     def current_run_id(self) -> str | None:
         from prefect.context import FlowRunContext
@@ -90,17 +175,71 @@ class PrefectPauser:
         ctx = FlowRunContext.get()
         return str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None
 
-    def pause(self, request_id: int, nonce: str, timeout_seconds: int) -> tuple[Any, Any]:
-        """Park this flow run until resumed; returns what the resume claimed (request id, outcome)."""
-        from prefect.flow_runs import pause_flow_run
+    def park(self, flow_run_id: str, request_id: int, nonce: str, timeout_seconds: int) -> bool:
+        """Paused (key ``rb-approval-<request>-<nonce>``) plus the input schema the UI shows."""
+        from prefect.input.run_input import keyset_from_paused_state
+        from prefect.states import Paused
 
-        got: Any = pause_flow_run(
-            wait_for_input=approval_input_model(),
-            timeout=timeout_seconds,
-            poll_interval=1,
-            key=pause_key(request_id, nonce),
+        model: Any = approval_input_model()
+        state: Any = Paused(
+            timeout_seconds=timeout_seconds, reschedule=False, pause_key=pause_key(request_id, nonce)
         )
-        return getattr(got, "request_id", None), getattr(got, "outcome", None)
+        keyset: Any = keyset_from_paused_state(state)
+        state.state_details.run_input_keyset = keyset
+
+        def go() -> bool:
+            client = _sync_client()
+            result = client.set_flow_run_state(UUID(flow_run_id), state, force=True)
+            if _status(result) != "ACCEPT":
+                return False
+            model.save(keyset, flow_run_id=UUID(flow_run_id))
+            return True
+
+        try:
+            return with_retries(go, PARK_BUDGET_SECONDS, "park")
+        except Exception as exc:  # noqa: BLE001 - Prefect is bookkeeping; the run waits on the store
+            log.info("could not mark flow run %s paused: %s", flow_run_id, type(exc).__name__)
+            return False
+
+    def still_parked(self, flow_run_id: str, request_id: int) -> bool | None:
+        try:
+            run = with_retries(lambda: _sync_client().read_flow_run(UUID(flow_run_id)), 2.0, "read")
+        except Exception:  # noqa: BLE001 - unknown now; asked again next check
+            return None
+        state = run.state
+        if state is None or not state.is_paused():
+            return False
+        return (state.state_details.pause_key or "").startswith(f"{PAUSE_KEY_PREFIX}{request_id}-")
+
+    def unpark(self, flow_run_id: str, request_id: int, outcome: str, report: Reporter) -> None:
+        """Resume the Prefect record in the background with the decision as its input; retried with
+        backoff while Prefect is away, reported to the timeline when it took long or never came."""
+        started = time.monotonic()
+
+        def go() -> None:
+            try:
+                with_retries(
+                    lambda: self._resume_once(flow_run_id, request_id, outcome),
+                    RECONCILE_BUDGET_SECONDS,
+                    "resume",
+                )
+            except Exception as exc:  # noqa: BLE001 - said in the timeline, nothing else to do
+                report(
+                    f"Prefect's record of this run could not be updated ({type(exc).__name__}); the"
+                    " runbook timeline is the record of this approval"
+                )
+                return
+            took = time.monotonic() - started
+            if took > PARK_BUDGET_SECONDS:
+                report(f"Prefect was unreachable for {took:.0f}s; its record of this run is reconciled")
+
+        _bookkeeper.submit(flow_run_id, go)
+
+    def _resume_once(self, flow_run_id: str, request_id: int, outcome: str) -> None:
+        if not self.resume(flow_run_id, request_id, outcome):
+            run = _sync_client().read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_paused():
+                raise TimeoutError("resume not accepted yet")  # e.g. input schema not saved yet: again
 
     def resume(self, flow_run_id: str, request_id: int, outcome: str) -> bool:
         """Resume the run only if it is paused *for this request* (never another step's pause)."""
@@ -116,9 +255,12 @@ class PrefectPauser:
             UUID(flow_run_id), run_input={"request_id": request_id, "outcome": outcome}
         )
         # Prefect sets Paused *before* it saves the run-input schema; a resume in between is REJECTed
-        # ("Run input schema not found") without an exception. Report it as not resumed so the watcher
-        # tries again on its next tick, else the approved run stays paused until its pause times out.
-        return bool(getattr(result.status, "value", result.status) == "ACCEPT")
+        # ("Run input schema not found") without an exception: reported as not resumed, tried again.
+        return _status(result) == "ACCEPT"
+
+
+def _status(result: Any) -> str:
+    return str(getattr(result.status, "value", result.status))
 
 
 def crash_flow_run(run_id: str, reason: str) -> None:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,30 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.transaction() as cur:
             return cur.query(sql, params)
+
+    def notify(self, channel: str, payload: str) -> None:
+        """PostgreSQL ``NOTIFY`` on ``channel`` (nothing on SQLite, whose readers poll)."""
+        if self.is_postgres:
+            self.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def listen(self, channel: str, on_payload: Callable[[str], None], stop: threading.Event) -> None:
+        """Block until ``stop``, calling ``on_payload`` for each ``NOTIFY`` on ``channel`` (PostgreSQL
+        only; a plain identifier). Reconnects after a drop and then calls ``on_payload("")`` so the
+        caller looks up what it may have missed."""
+        import psycopg
+
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {channel}")
+                    on_payload("")
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            on_payload(note.payload)
+            except Exception as exc:  # noqa: BLE001 - the store went away: wait, then listen again
+                stop.wait(1.0)
+                if not stop.is_set():
+                    on_payload(f"error: {type(exc).__name__}")
 
     def ensure_schema(self) -> None:
         """Create the tables this database was given (idempotent; once per process and database)."""

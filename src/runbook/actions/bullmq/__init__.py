@@ -1,0 +1,1 @@
+"""BullMQ on Redis: the ``bullmq`` queue system behind ``queue.*`` (redis-py only in ``client``)."""
