@@ -46,6 +46,15 @@ def button_value(slack: SlackAPI) -> str:
     return actions["elements"][0]["value"]
 
 
+def request_update(slack: SlackAPI) -> dict:
+    """The last ``chat.update`` of the approval request (the thread's root is updated too, at the end)."""
+    return slack.wait_for("chat.update", where=lambda c: c["args"].get("blocks"))[-1]["args"]
+
+
+def header(blocks: list[dict]) -> str:
+    return next(b["text"]["text"] for b in blocks if b["type"] == "header")
+
+
 def pending_id(approvals: Approvals) -> int:
     return wait_until(lambda: approvals.store.pending(), what="a pending request")[0].id
 
@@ -58,6 +67,13 @@ def test_approve_in_slack_executes_once_and_updates_the_message(desk: SlackDesk)
     text = str(msg["blocks"])
     assert "testing.record" in text and "42 messages stuck" in text and "incident-commander" in text
     assert msg["thread_ts"] and msg["reply_broadcast"] is True
+    # the approvers are @-mentioned by their Slack ids (from the approvers file), so Slack notifies them
+    assert "<@U0ALICE> <@U0BOB> <@U0CAROL>" in text and "<@U0DAVE>" not in text
+    # what it does comes first; a destructive Approve asks for confirmation
+    assert msg["blocks"][1]["text"]["text"].startswith("*What it does:*")
+    approve = next(b for b in msg["blocks"] if b["type"] == "actions")["elements"][0]
+    assert approve["action_id"] == ApprovalAction.APPROVE and approve["confirm"]["style"] == "danger"
+    assert "testing.record will run now" in approve["confirm"]["text"]["text"]
     assert not out.exists()
 
     r = desk.click("U0ALICE", ApprovalAction.APPROVE, value, reason="queue is poisoned")
@@ -85,14 +101,23 @@ def test_approve_in_slack_executes_once_and_updates_the_message(desk: SlackDesk)
     assert out.read_text().splitlines() == ["purged"]
 
     # the request message was updated in place: who, what, when, and no buttons
-    update = desk.slack.wait_for("chat.update")[-1]["args"]
+    update = request_update(desk.slack)
     assert update["ts"] == approval_message(desk.slack).get("ts", update["ts"])
     assert "Approved" in update["text"] and "alice" in update["text"]
+    assert header(update["blocks"]) == "Approved: Purge the stuck queue"
     assert not [b for b in update["blocks"] if b["type"] in ("actions", "input")]
     # the whole timeline is in one thread, started by the run-started message
     root = desk.slack.named("chat.postMessage")[0]["args"]
     assert "thread_ts" not in root and "run-approve" in root["text"]
     wait_until(lambda: any("Run finished" in t for t in desk.slack.texts()), what="run finished posted")
+    # the run's end is broadcast to the channel, and the thread's first message says how it ended
+    end = next(c["args"] for c in desk.slack.named("chat.postMessage") if "Run finished" in c["args"]["text"])
+    assert end["reply_broadcast"] is True and "✅ Completed" in end["text"]
+    root_update = desk.slack.wait_for("chat.update", where=lambda c: c["args"]["ts"] == end["thread_ts"])
+    assert (
+        root_update[-1]["args"]["text"].startswith("*✅ Completed*")
+        and "run-approve" in root_update[-1]["args"]["text"]
+    )
 
 
 def test_deny_does_not_execute_and_finally_runs(desk: SlackDesk) -> None:
@@ -108,8 +133,9 @@ def test_deny_does_not_execute_and_finally_runs(desk: SlackDesk) -> None:
     assert ("step.started", "purge") not in ks
     denied = next(e for e in desk.timeline.events("run-deny") if e.kind == "approval.denied")
     assert denied.actor == "bob" and denied.details["reason"] == "not yet"
-    update = desk.slack.wait_for("chat.update")[-1]["args"]
+    update = request_update(desk.slack)
     assert "Denied" in update["text"] and "not yet" in update["text"]
+    assert header(update["blocks"]) == "Denied: Purge the stuck queue"
 
 
 def test_expiry_is_a_recorded_denial(desk: SlackDesk) -> None:
@@ -120,8 +146,8 @@ def test_expiry_is_a_recorded_denial(desk: SlackDesk) -> None:
     assert not out.exists()
     expired = [e for e in desk.timeline.events("run-expire") if e.kind == "approval.expired"]
     assert len(expired) == 1 and expired[0].actor == "runbook"
-    update = desk.slack.wait_for("chat.update")[-1]["args"]
-    assert "Expired" in update["text"]
+    update = request_update(desk.slack)
+    assert "Expired" in update["text"] and header(update["blocks"]) == "Expired: Purge the stuck queue"
 
 
 def test_unauthorised_clicker_is_refused_and_told_why(desk: SlackDesk) -> None:
@@ -170,7 +196,7 @@ def test_quorum_of_two_needs_two_different_people(desk: SlackDesk) -> None:
     assert desk.click("U0ALICE", ApprovalAction.APPROVE, value).json()["state"] == "duplicate"
     assert desk.approvals.store.pending(), "one person twice is not a quorum"
     # the message shows progress and keeps its buttons
-    partial = desk.slack.wait_for("chat.update")[-1]["args"]
+    partial = request_update(desk.slack)
     assert "1 of 2" in str(partial["blocks"]) and any(b["type"] == "actions" for b in partial["blocks"])
     assert desk.click("U0BOB", ApprovalAction.APPROVE, value).json()["state"] == "decided"
     assert run.join().status == "completed"

@@ -104,7 +104,7 @@ def test_incident_title_queue_and_reason_are_escaped_in_every_posted_message(des
     assert "&lt;!here&gt; see &lt;https://evil.example|docs&gt;" in joined  # the typed reason
     # the label's code fence cannot close the request's code block
     will_run = next(t for t in texts_of(request) if t.startswith("*Will run*"))
-    fenced = will_run.split("\n", 1)[1].rsplit("\n*What it does:*", 1)[0]
+    fenced = will_run.split("• *label*: \n", 1)[1].split("\n•", 1)[0]
     assert fenced.startswith("```") and fenced.endswith("```") and "```" not in fenced[3:-3]
     assert "&lt;!everyone&gt;" in fenced
     # runbook's own markup is intact

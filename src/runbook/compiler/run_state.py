@@ -166,8 +166,14 @@ class RunState:
         }
 
     def evidence(self, step: Step) -> dict[str, Any]:
-        ids = step.evidence or [s for s in self.outputs if not isinstance(self.outputs[s], Skipped)][-5:]
-        return {i: self.outputs[i].get("summary", "") for i in ids if i in self.outputs}
+        """What the approver reads as why: the steps the playbook names (``evidence:``), else the last
+        five that ran and did not fail (a notification nobody received is no evidence)."""
+        if step.evidence:
+            ids = [i for i in step.evidence if i in self.outputs]
+        else:
+            ran = [s for s, o in self.outputs.items() if not isinstance(o, Skipped) and not o.get("failed")]
+            ids = ran[-5:]
+        return {i: self.outputs[i].get("summary", "") for i in ids}
 
 
 class StepsView(Obj):

@@ -13,8 +13,7 @@ Header blocks are ``plain_text``, which Slack never reads as markup.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -22,11 +21,13 @@ from runbook.core.durations import format_duration
 from runbook.core.events import ICONS, Event, Kind
 from runbook.core.gate import GateRequest
 from runbook.core.redact import redact
+from runbook.slack.callview import MAX_CALL_SECTIONS as MAX_CALL_SECTIONS
+from runbook.slack.callview import MAX_TEXT as MAX_TEXT
+from runbook.slack.callview import call_sections as call_sections
+from runbook.slack.callview import shown_whole as shown_whole
+from runbook.slack.callview import too_long_sections
 from runbook.slack.text import code, code_block, escape
 from runbook.store.approvals import RequestRow
-
-MAX_TEXT = 2900  # Slack section text limit is 3000 characters
-MAX_CALL_SECTIONS = 30  # a message holds 50 blocks; the rest of a request takes fewer than 10
 
 
 class ApprovalAction(StrEnum):
@@ -102,109 +103,107 @@ def root_text(event: Event, run_id: str) -> str:
     return _clip("\n".join(lines))
 
 
-def _request_blocks(row: RequestRow) -> list[dict[str, Any]]:
+OUTCOME_MARKS = {
+    "completed": "✅ Completed",
+    "failed": "❌ Failed",
+    "aborted": "⛔ Aborted",
+    "denied": "⛔ Denied",
+    "crashed": "💥 Crashed",
+}
+
+
+def outcome_line(finished: Event) -> str:
+    """How the run ended, in words first: ``✅ Completed — run completed (3 succeeded)``."""
+    status = str(finished.details.get("status") or "finished")
+    mark = OUTCOME_MARKS.get(status, f"■ {_e(status.capitalize())}")
+    return f"*{mark}* — {_e(finished.summary)}"
+
+
+def finished_text(finished: Event, playbook: str) -> str:
+    """The run's end, posted to the channel (a broadcast reply), so the channel learns how it ended."""
+    icon = ICONS[Kind.RUN_FINISHED]
+    where = f"*{_e(playbook)}* · run {_c(finished.run_id)}"
+    return _clip(f"{icon} *Run finished* {outcome_line(finished)}\n{where}")
+
+
+def finished_root_text(started: Event | None, finished: Event) -> str:
+    """The thread's first message once the run ended: the outcome on top, the start below."""
+    head = outcome_line(finished)
+    body = root_text(started, finished.run_id) if started is not None else f"run {_c(finished.run_id)}"
+    return _clip(f"{head}\n{body}")
+
+
+HEADERS = {
+    "approved": "Approved",
+    "denied": "Denied",
+    "expired": "Expired",
+    "voided": "Voided",
+}
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+
+
+def mention_text(req: GateRequest, mentions: list[str] | None) -> str:
+    """Who may approve: the people @-mentioned by their Slack ids (so Slack notifies them), with the
+    roles; only well-formed user ids become mentions, everything else is escaped text."""
+    roles = ", ".join(_e(a) for a in req.approvers) or "none"
+    ids = [m for m in dict.fromkeys(mentions or []) if SLACK_USER_ID.fullmatch(m)]
+    if not ids:
+        return f"approvers: {roles}"
+    return f"approvers: {' '.join(f'<@{m}>' for m in ids)} ({roles})"
+
+
+def _header(row: RequestRow) -> str:
+    req = row.request
+    kind = HEADERS.get(row.status) or ("Manual step" if req.kind == "manual" else "Approval needed")
+    return _clip(f"{kind}: {req.step_title}", 150)
+
+
+def _request_blocks(row: RequestRow, mentions: list[str] | None = None) -> list[dict[str, Any]]:
     req = row.request
     evidence = "\n".join(f"• *{_e(k)}*: {_e(v)}" for k, v in req.evidence.items()) or "_no earlier findings_"
     parts = call_sections(req)
     if parts is None:
-        size = len(json.dumps(req.params, default=str)) + len(req.description)
-        parts = [
-            f"*Will run* {_c(req.action)} — the call is too long to show here in full ({size:,} characters)."
-            f" Read it with {_c('runbook timeline --json ' + req.run_id)}; deny here, or approve with"
-            f" {_c(f'runbook approve {req.run_id} {req.step_id}')} once you have read it."
-            " *Approve is not offered in Slack for a call nobody could read whole.*"
-        ]
-    call = [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in parts]
-    who = ", ".join(_e(a) for a in req.approvers)
+        parts = too_long_sections(req)
+    what, rest = parts[:1], parts[1:]
     rules = [f"{req.min_approvals} approval{'s' if req.min_approvals > 1 else ''} needed"]
     if req.two_person:
         rules.append(f"not {_e(req.requested_by)}" if req.requested_by else "two-person rule")
-    kind = "Manual step" if req.kind == "manual" else "Approval needed"
+    meta = f"*Playbook* {_c(req.playbook)} · *step* {_c(req.step_id)} · run {_c(req.run_id)}" + (
+        f" · attempt {req.attempt}" if req.attempt > 1 else ""
+    )
+    context = (
+        f"{mention_text(req, mentions)} · {', '.join(rules)} · expires "
+        f"{row.expires_at.strftime('%H:%M')} UTC ({format_duration(req.timeout_seconds)})"
+        f" · plan {_c(req.plan_hash[:12])} · full record: {_c('runbook timeline --json ' + req.run_id)}"
+    )
     return [
-        {"type": "header", "text": {"type": "plain_text", "text": _clip(f"{kind}: {req.step_title}", 150)}},
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": _clip(
-                    f"*Playbook* {_c(req.playbook)} · *step* {_c(req.step_id)} · run {_c(req.run_id)}"
-                    + (f" · attempt {req.attempt}" if req.attempt > 1 else "")
-                    + f"\n*Why:*\n{evidence}"
-                ),
-            },
-        },
-        *call,
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": _clip(
-                        f"plan {_c(req.plan_hash[:12])} · approvers: {who} · {', '.join(rules)} · expires "
-                        f"{row.expires_at.strftime('%H:%M')} UTC ({format_duration(req.timeout_seconds)})",
-                        2000,
-                    ),
-                }
-            ],
-        },
+        {"type": "header", "text": {"type": "plain_text", "text": _header(row)}},
+        *({"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in what),
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"{meta}\n*Why:*\n{evidence}")}},
+        *({"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in rest),
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(context, 2000)}]},
     ]
 
 
-def _chunks(text: str, shown: Callable[[str], str], limit: int) -> list[str]:
-    """``text`` cut at line ends (a longer line is cut inside) so that ``shown(chunk)`` fits ``limit``."""
-    out: list[str] = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        while len(shown(line)) > limit:  # one line alone is too long: cut it where it still fits
-            cut = max(1, limit // 6)
-            while cut < len(line) and len(shown(line[: cut * 2])) <= limit:
-                cut *= 2
-            while cut > 1 and len(shown(line[:cut])) > limit:
-                cut -= max(1, cut // 8)
-            if current:
-                out.append(current)
-                current = ""
-            out.append(line[:cut])
-            line = line[cut:]
-        if current and len(shown(current + line)) > limit:
-            out.append(current)
-            current = ""
-        current += line
-    if current or not out:
-        out.append(current)
-    return out
+def _confirm(req: GateRequest) -> dict[str, Any]:
+    """The dialog a destructive Approve opens: plain text (never markup), the action and its effect."""
+    what = redact(req.description or req.action)
+    text = f"{req.action} will run now, exactly as shown (plan {req.plan_hash[:12]}): {what}"
+    return {
+        "title": {"type": "plain_text", "text": "Run this destructive step?"},
+        "text": {"type": "plain_text", "text": text if len(text) <= 300 else text[:299] + "…"},
+        "confirm": {"type": "plain_text", "text": "Approve and run"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+        "style": "danger",
+    }
 
 
-def call_sections(req: GateRequest) -> list[str] | None:
-    """The exact call (every rendered parameter) and the action's own description, as section texts
-    that each fit Slack's limit, never clipped; None when the whole call does not fit one message.
-
-    What an approver clicks on must be what they could read: a clipped call is never shown with an
-    Approve button (see :func:`shown_whole`, which the gateway checks before counting an approval)."""
-    params = json.dumps(req.params, indent=2, sort_keys=True, default=str)
-    if len(params) + len(req.description) > MAX_CALL_SECTIONS * MAX_TEXT:
-        return None  # escaping only lengthens text: it cannot fit, so do not cut it up to find out
-    lead = f"*Will run* {_c(req.action)}:\n"
-    budget = MAX_TEXT - len(lead)
-    texts = [
-        (lead if i == 0 else "") + _fence(chunk) for i, chunk in enumerate(_chunks(params, _fence, budget))
-    ]
-    what = "*What it does:* "
-    texts += [
-        (what if i == 0 else "") + _e(chunk)
-        for i, chunk in enumerate(_chunks(req.description, _e, MAX_TEXT - len(what)))
-    ]
-    return texts if len(texts) <= MAX_CALL_SECTIONS else None
-
-
-def shown_whole(req: GateRequest) -> bool:
-    """Whether Slack showed this request's whole call (only then may a Slack click approve it)."""
-    return call_sections(req) is not None
-
-
-def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The request while it waits: details, a reason field and Approve/Deny buttons."""
-    blocks = _request_blocks(row)
+def approval_blocks(
+    row: RequestRow, votes: list[dict[str, Any]] | None = None, mentions: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The request while it waits: details, a reason field and Approve/Deny buttons (Approve only
+    when the whole call was shown; a destructive Approve asks for confirmation first)."""
+    blocks = _request_blocks(row, mentions)
     approvals = [v["approver"] for v in votes or [] if v["vote"] == "approve"]
     if approvals:
         so_far = (
@@ -220,6 +219,8 @@ def approval_blocks(row: RequestRow, votes: list[dict[str, Any]] | None = None) 
         "value": value,
         "text": {"type": "plain_text", "text": "Approve"},
     }
+    if row.request.kind != "manual":
+        approve_button["confirm"] = _confirm(row.request)
     blocks += [
         {
             "type": "input",
@@ -263,9 +264,12 @@ def decided_text(row: RequestRow) -> str:
     return _clip(f"{mark}{by} at {when} via {_e(row.channel or 'runbook')}{why}")
 
 
-def decided_blocks(row: RequestRow) -> list[dict[str, Any]]:
-    """The request once decided: same details, the outcome, and no buttons."""
-    return [*_request_blocks(row), {"type": "section", "text": {"type": "mrkdwn", "text": decided_text(row)}}]
+def decided_blocks(row: RequestRow, mentions: list[str] | None = None) -> list[dict[str, Any]]:
+    """The request once decided: the header says how, same details, the outcome, and no buttons."""
+    return [
+        *_request_blocks(row, mentions),
+        {"type": "section", "text": {"type": "mrkdwn", "text": decided_text(row)}},
+    ]
 
 
 def request_fallback(row: RequestRow) -> str:

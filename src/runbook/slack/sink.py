@@ -20,7 +20,9 @@ import threading
 import time
 from typing import Any
 
+from runbook.approvals.policy import PolicyFile
 from runbook.core.events import Event, Kind
+from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
 from runbook.slack import blocks as sb
 from runbook.slack.client import SlackApiError, make_client
@@ -56,6 +58,7 @@ class Outbox:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.backoff = 0.0
+        self._policy = PolicyFile(settings.approvers_file)
 
     @property
     def client(self) -> Any:
@@ -119,6 +122,22 @@ class Outbox:
             self.backoff = 0.0
             return sent
 
+    def mentions(self, req: GateRequest) -> list[str]:
+        """The Slack ids of the people who may approve ``req`` (from the approvers file), to
+        @-mention them; empty when the file names none or cannot be read."""
+        try:
+            policy = self._policy.get()
+            return [sid for person in policy.members(req.approvers) for sid in policy.slack_ids(person)]
+        except Exception as exc:  # noqa: BLE001 - a mention is a courtesy: never block the message
+            log.warning("approvers for mentions: %s", exc)
+            return []
+
+    def _request_blocks(self, req: Any) -> list[dict[str, Any]]:
+        mentions = self.mentions(req.request)
+        if req.status == "pending":
+            return sb.approval_blocks(req, self.store.votes(req.id), mentions)
+        return sb.decided_blocks(req, mentions)
+
     # -- the calls -----------------------------------------------------------------------------
     def _call(self, method: str, **kwargs: Any) -> Any:
         try:
@@ -140,16 +159,23 @@ class Outbox:
         channel, thread_ts = self._thread_of(run_id)
         thread = {"thread_ts": thread_ts} if thread_ts else {}
         if op == "event":
-            self._call("chat_postMessage", channel=channel, text=body["text"], unfurl_links=False, **thread)
+            broadcast = {"reply_broadcast": True} if body.get("broadcast") and thread_ts else {}
+            self._call(
+                "chat_postMessage",
+                channel=channel,
+                text=body["text"],
+                unfurl_links=False,
+                **thread,
+                **broadcast,
+            )
+        elif op == "finish":
+            if thread_ts:  # the thread's first message says how the run ended
+                self._call("chat_update", channel=channel, ts=thread_ts, text=body["text"])
         elif op == "approval":
             req = self.store.get(body["request_id"])
             if req is None:
                 return
-            blocks = (
-                sb.approval_blocks(req, self.store.votes(req.id))
-                if req.status == "pending"
-                else sb.decided_blocks(req)
-            )
+            blocks = self._request_blocks(req)
             resp = self._call(
                 "chat_postMessage",
                 channel=channel,
@@ -163,11 +189,7 @@ class Outbox:
             req = self.store.get(body["request_id"])
             if req is None or not req.slack_ts or not req.slack_channel:
                 return  # never posted (Slack was not configured then): nothing to update
-            blocks = (
-                sb.approval_blocks(req, self.store.votes(req.id))
-                if req.status == "pending"
-                else sb.decided_blocks(req)
-            )
+            blocks = self._request_blocks(req)
             text = sb.request_fallback(req) if req.status == "pending" else sb.decided_text(req)
             self._call("chat_update", channel=req.slack_channel, ts=req.slack_ts, text=text, blocks=blocks)
         else:
@@ -251,9 +273,29 @@ class SlackSink:
         self.playbook = playbook
         self.outbox = outbox_for(settings, store)
         self.drain_seconds = drain_seconds
+        self._started: Event | None = None
+
+    def _started_event(self) -> Event | None:
+        if self._started is None:  # a resumed run: its start was published by an earlier process
+            events = TimelineStore(self.store.db).events(self.run_id)
+            self._started = next((e for e in events if e.kind == Kind.RUN_STARTED), None)
+        return self._started
 
     def publish(self, event: Event) -> None:
+        if event.kind == Kind.RUN_FINISHED:
+            playbook = getattr(self.playbook, "name", None) or (
+                (self._started_event() or event).details.get("playbook", "run")
+            )
+            self.store.enqueue(
+                self.run_id, "event", {"text": sb.finished_text(event, playbook), "broadcast": True}
+            )
+            self.store.enqueue(
+                self.run_id, "finish", {"text": sb.finished_root_text(self._started_event(), event)}
+            )
+            self.outbox.drain(self.run_id, self.drain_seconds)
+            return
         if event.kind == Kind.RUN_STARTED:
+            self._started = event
             incident = event.details.get("incident") or {}
             wants = bool(getattr(self.playbook, "incident_channel", False)) and incident.get("id")
             name = channel_name(incident, getattr(self.playbook, "name", "run")) if wants else None
@@ -267,10 +309,7 @@ class SlackSink:
             self.store.enqueue(self.run_id, "event", {"text": sb.event_text(event)})
             if event.details.get("request_id") and (event.kind in DECIDED or event.details.get("partial")):
                 self.store.enqueue(self.run_id, "update", {"request_id": event.details["request_id"]})
-        if event.kind == Kind.RUN_FINISHED:
-            self.outbox.drain(self.run_id, self.drain_seconds)
-        else:
-            self.outbox.kick()
+        self.outbox.kick()
 
 
 def sink_for_settings(
