@@ -329,3 +329,111 @@ def test_drain_allowed_by_pdb(
     left = invoke(registry["kubernetes.list_pods"], ctx, {"namespace": NS, "node": "node-c"})
     assert [p.name for p in left.pods] == ["node-exporter-node-c"]
     assert not crowded.find_requests("DELETE")  # evictions only, never deletes
+
+
+# ------------------------------------------------------------------------------------------ stateful
+
+
+def test_statefulset_history_and_undo_match_kubectl(
+    kubectl, registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer
+) -> None:  # type: ignore[no-untyped-def]
+    sts = {"namespace": NS, "name": "rabbitmq", "kind": "statefulset"}
+    kubectl("set", "image", "sts/rabbitmq", "rabbitmq=rabbitmq:3.13.1")
+    kubectl("rollout", "status", "sts/rabbitmq", "--timeout=30s")
+    history = kubectl("rollout", "history", "sts/rabbitmq").stdout.split()
+    assert history[history.index("CHANGE-CAUSE") + 1 :] == ["1", "<none>", "2", "<none>"]
+    res = invoke(registry["kubernetes.rollout_history"], ctx, sts)
+    assert [r.revision for r in res.revisions] == [1, 2] and res.current_revision == 2
+    revs = table(kubectl("get", "controllerrevisions").stdout)
+    assert revs[0] == ["NAME", "CONTROLLER", "REVISION", "AGE"]
+    assert {(r[0], r[2]) for r in revs[1:]} == {(r.name, str(r.revision)) for r in res.revisions}
+    assert (
+        kubectl("get", "sts", "rabbitmq", "-o", "jsonpath={.status.updateRevision}").stdout
+        == res.update_revision
+    )
+    # kubectl's undo and the action's land on the same template and numbering
+    assert "rolled back" in kubectl("rollout", "undo", "sts/rabbitmq", "--to-revision=1").stdout
+    kubectl("rollout", "status", "sts/rabbitmq", "--timeout=30s")
+    undone = invoke(registry["kubernetes.rollout_history"], ctx, sts)
+    assert (undone.current_revision, undone.images) == (3, ["rabbitmq:3.13-management"])
+    done = invoke(registry["kubernetes.rollout_undo"], ctx, {**sts, "to_revision": 0})
+    assert (done.from_revision, done.to_revision, done.images_after) == (3, 2, ["rabbitmq:3.13.1"])
+    kubectl("rollout", "status", "sts/rabbitmq", "--timeout=30s")
+    image = kubectl("get", "sts", "rabbitmq", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+    assert image.stdout == "rabbitmq:3.13.1"
+    history = kubectl("rollout", "history", "sts/rabbitmq").stdout.split()
+    assert history[history.index("CHANGE-CAUSE") + 1 :: 2] == ["3", "4"]
+
+
+def test_pvc_storageclass_nodes_and_helm_secrets_match_kubectl(
+    kubectl, registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer
+) -> None:  # type: ignore[no-untyped-def]
+    kube.seed_goqueue(NS, replicas=1)
+    kube.add_helm_release(NS, "goqueue", 2, status="failed", app_version="1.5.0")
+    rows = table(kubectl("get", "pvc").stdout)
+    assert rows[0] == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"]
+    pvc = invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "data-goqueue-0"})
+    assert rows[1][:6] == [pvc.name, pvc.phase, pvc.volume, pvc.capacity, "RWO", pvc.storage_class]
+    classes = table(kubectl("get", "storageclass").stdout)
+    assert classes[0][:5] == [
+        "NAME",
+        "PROVISIONER",
+        "RECLAIMPOLICY",
+        "VOLUMEBINDINGMODE",
+        "ALLOWVOLUMEEXPANSION",
+    ]
+    assert [(r[0], r[4]) for r in classes[1:]] == [("local", "false"), ("standard (default)", "true")]
+    # kubectl's patch and the action refuse and allow the same expansions
+    denied = kubectl(
+        "patch",
+        "pvc",
+        "data-goqueue-0",
+        "-p",
+        '{"spec":{"resources":{"requests":{"storage":"5Gi"}}}}',
+        check=False,
+    )
+    assert denied.returncode == 1 and "is invalid" in denied.stderr
+    kube.add_pvc(NS, "fixed", size="1Gi", storage_class="local")
+    denied = kubectl(
+        "patch", "pvc", "fixed", "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}', check=False
+    )
+    assert "must support resize" in denied.stderr
+    with pytest.raises(Exception, match="does not allow volume expansion"):
+        invoke(
+            registry["kubernetes.patch_pvc"],
+            ctx,
+            {"namespace": NS, "name": "fixed", "size": "2Gi", "max_size": "4Gi"},
+        )
+    kubectl("patch", "pvc", "data-goqueue-0", "-p", '{"spec":{"resources":{"requests":{"storage":"15Gi"}}}}')
+    time.sleep(0.5)
+    assert (
+        kubectl("get", "pvc", "data-goqueue-0", "-o", "jsonpath={.status.capacity.storage}").stdout == "15Gi"
+    )
+    assert (
+        invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "data-goqueue-0"}).capacity
+        == "15Gi"
+    )
+    # Helm's secrets as kubectl lists them, and the decoded history
+    secrets = table(kubectl("get", "secrets", "-l", "owner=helm,name=goqueue").stdout)
+    assert [r[:3] for r in secrets[1:]] == [
+        ["sh.helm.release.v1.goqueue.v1", "helm.sh/release.v1", "1"],
+        ["sh.helm.release.v1.goqueue.v2", "helm.sh/release.v1", "1"],
+    ]
+    helm = invoke(registry["kubernetes.helm_history"], ctx, {"namespace": NS, "release": "goqueue"})
+    assert [(r.revision, r.status) for r in helm.revisions] == [(1, "deployed"), (2, "failed")]
+    nodes = invoke(registry["kubernetes.list_nodes"], ctx, {})
+    kubectl("cordon", "node-a")
+    assert invoke(registry["kubernetes.list_nodes"], ctx, {}).unschedulable == ["node-a"]
+    status = table(kubectl("get", "nodes").stdout)
+    assert [r[:2] for r in status[1:]] == [["node-a", "Ready,SchedulingDisabled"], ["node-b", "Ready"]]
+    assert nodes.ready == 2
+
+
+def test_exec_readonly_matches_kubectl_exec(kubectl, registry: ActionRegistry, ctx: ActionContext) -> None:  # type: ignore[no-untyped-def]
+    out = kubectl("exec", "rabbitmq-0", "--", "df", "-h", "/data").stdout
+    res = invoke(
+        registry["kubernetes.exec_readonly"],
+        ctx,
+        {"namespace": NS, "pod": "rabbitmq-0", "command": ["df", "-h", "/data"], "allow": ["df -h /data"]},
+    )
+    assert res.stdout == out and res.exit_code == 0

@@ -32,7 +32,6 @@ BUILTIN_MODULES = (
     "runbook.actions.kubernetes.actions",
     "runbook.actions.pagerduty.actions",
     "runbook.actions.prometheus.actions",
-    "runbook.actions.queue.actions",
 )
 
 

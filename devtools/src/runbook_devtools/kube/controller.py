@@ -27,8 +27,8 @@ from typing import Any
 
 from .base import now_iso
 from .resources import WORKLOADS
-from .seeding import Seeding
 from .selectors import match_labels_selector
+from .stateful import Stateful
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -42,8 +42,19 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
+def _pruned(value: Any) -> Any:
+    """``value`` without nulls and empty objects: a template kubectl sends back after a Go round trip
+    (``creationTimestamp: null``, ``resources: {}``) is the same template."""
+    if isinstance(value, dict):
+        out = {k: _pruned(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in out.items() if v != {}}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
 def template_hash(template: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha256(json.dumps(_pruned(template), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +68,7 @@ def _owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Controller(Seeding):
+class Controller(Stateful):
     def _pods_of(self, plural: str, namespace: str, name: str) -> list[dict[str, Any]]:
         return [
             p
@@ -165,6 +176,10 @@ class Controller(Seeding):
 
     def _reconcile(self, key: tuple[str, str, str]) -> None:
         plural, ns, name = key
+        if plural == "persistentvolumeclaims":
+            self._due.pop(key, None)
+            self._finish_resize(ns, name)
+            return
         wl = self.objects[plural].get((ns, name))
         self._due.pop(key, None)
         if wl is None:
@@ -194,6 +209,7 @@ class Controller(Seeding):
                 self._due.pop(key, None)
             self._sync_replicasets(wl, revision)
         else:
+            self._record_revision(wl, revision)
             by_name: dict[str, dict[str, Any] | None] = {p["metadata"]["name"]: p for p in pods}
             for pname, p in list(by_name.items()):
                 ordinal = int(pname.rsplit("-", 1)[-1])
@@ -231,6 +247,7 @@ class Controller(Seeding):
         for pns, pname in [k for k, v in self._owner.items() if v == (plural, name) and k[0] == ns]:
             self._delete_pod(pns, pname)
         self._due.pop((plural, ns, name), None)
+        self._collect_revisions(ns, uid)
         for (rns, rname), rs in list(self.objects["replicasets"].items()):
             if rns == ns and any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or []):
                 self.remove("replicasets", rns, rname)

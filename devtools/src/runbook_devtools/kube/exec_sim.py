@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from .base import ExecResult
@@ -11,7 +12,8 @@ def demo_exec(namespace: str, pod: str, container: str, command: list[str]) -> E
     """Default exec simulator: a few commands drills and tests use.
 
     ``echo ARGS``, ``seq N``, ``false``, ``sleep S``, ``rabbitmqctl forget_cluster_node NODE``,
-    ``rabbitmqctl cluster_status``, ``printenv`` (prints a secret, for redaction tests); anything else
+    ``rabbitmqctl cluster_status``, ``goqueue-admin health``, ``df -h PATH``,
+    ``printenv`` (prints a secret, for redaction tests); anything else
     answers exit code 127 like a missing binary.
     """
     if not command:
@@ -28,6 +30,12 @@ def demo_exec(namespace: str, pod: str, container: str, command: list[str]) -> E
     if prog == "sleep" and args:
         time.sleep(float(args[0]))
         return ExecResult()
+    if prog == "goqueue-admin" and args == ["health"]:
+        return ExecResult(stdout=json.dumps({"status": "ok", "node": pod, "raft": "follower"}) + "\n")
+    if prog == "df" and args[:1] == ["-h"]:
+        where = args[1] if len(args) > 1 else "/"
+        header = "Filesystem      Size  Used Avail Use% Mounted on\n"
+        return ExecResult(stdout=f"{header}/dev/sdb         10G  3.1G  6.9G  31% {where}\n")
     if prog == "printenv":
         return ExecResult(stdout="HOME=/root\nRABBITMQ_PASSWORD=hunter2hunter2\n")
     if prog == "rabbitmqctl" and args[:1] == ["forget_cluster_node"] and len(args) >= 2:

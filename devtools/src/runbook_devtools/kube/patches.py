@@ -1,6 +1,8 @@
 """Patch semantics the API server applies: JSON merge patch (RFC 7386), strategic merge patch (lists of
 named items merged by ``name``; ``$``-directives such as ``$setElementOrder`` that kubectl sends are
-ignored) and JSON Patch (RFC 6902)."""
+ignored, except ``$patch: replace`` (the object replaces the target: ``kubectl rollout undo`` of a
+StatefulSet sends a ControllerRevision's ``{"spec": {"template": {..., "$patch": "replace"}}}``) and
+``$patch: delete``) and JSON Patch (RFC 6902)."""
 
 from __future__ import annotations
 
@@ -26,14 +28,20 @@ def merge_patch(target: Any, patch: Any, *, strategic: bool = False) -> Any:
                 merged[item["name"]] = merge_patch(merged.get(item["name"], {}), item, strategic=True)
             return list(merged.values())
         return copy.deepcopy(patch)
+    directive = patch.get("$patch") if strategic else None
+    if directive == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if directive == "delete":
+        return None
     result = copy.deepcopy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$"):
             continue
-        if value is None:
+        merged = None if value is None else merge_patch(result.get(key), value, strategic=strategic)
+        if merged is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value, strategic=strategic)
+            result[key] = merged
     return result
 
 

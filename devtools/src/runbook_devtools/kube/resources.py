@@ -111,6 +111,20 @@ TYPES: tuple[Resource, ...] = (
     Resource(
         "poddisruptionbudgets", "policy", "v1", "PodDisruptionBudget", True, "poddisruptionbudget", ("pdb",)
     ),
+    Resource(
+        "persistentvolumeclaims",
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        True,
+        "persistentvolumeclaim",
+        ("pvc",),
+        (),
+        (_STATUS,),
+    ),
+    Resource("secrets", "", "v1", "Secret", True, "secret"),
+    Resource("controllerrevisions", "apps", "v1", "ControllerRevision", True, "controllerrevision"),
+    Resource("storageclasses", "storage.k8s.io", "v1", "StorageClass", False, "storageclass", ("sc",)),
 )
 BY_PLURAL: dict[str, Resource] = {r.plural: r for r in TYPES}
 # plural -> (apiVersion, kind, namespaced): the shape older callers import

@@ -30,7 +30,7 @@ from .selectors import (
 from .subresources import Subresources, q
 from .tables import table, wants_table
 
-NO_STATUS_SUBRESOURCE = ("events",)
+NO_STATUS_SUBRESOURCE = ("events", "secrets", "controllerrevisions", "storageclasses")
 
 
 class Rest(Subresources):
@@ -221,6 +221,7 @@ class Rest(Subresources):
         new["apiVersion"], new["kind"] = api_version, kind
         if plural not in NO_STATUS_SUBRESOURCE:
             new["status"] = copy.deepcopy(old.get("status", {}))
+        self.admit_update(plural, ns, name, old, new)
         spec_changed = new.get("spec") != old.get("spec")
         if "generation" in old["metadata"] and spec_changed:
             meta["generation"] = old["metadata"]["generation"] + 1

@@ -191,6 +191,57 @@ def _namespace_row(n: dict[str, Any]) -> Row:
     ]
 
 
+def _pvc_row(p: dict[str, Any]) -> Row:
+    st, spec = p.get("status") or {}, p.get("spec") or {}
+    modes = {
+        "ReadWriteOnce": "RWO",
+        "ReadOnlyMany": "ROX",
+        "ReadWriteMany": "RWX",
+        "ReadWriteOncePod": "RWOP",
+    }
+    return [
+        p["metadata"]["name"],
+        st.get("phase", "Pending"),
+        spec.get("volumeName", ""),
+        (st.get("capacity") or {}).get("storage", ""),
+        ",".join(modes.get(m, m) for m in st.get("accessModes") or []),
+        spec.get("storageClassName", ""),
+        age(p["metadata"].get("creationTimestamp")),
+        spec.get("volumeMode", "Filesystem"),
+    ]
+
+
+def _storageclass_row(c: dict[str, Any]) -> Row:
+    default = (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class")
+    return [
+        c["metadata"]["name"] + (" (default)" if default == "true" else ""),
+        c.get("provisioner", ""),
+        c.get("reclaimPolicy", "Delete"),
+        c.get("volumeBindingMode", "Immediate"),
+        bool(c.get("allowVolumeExpansion")),
+        age(c["metadata"].get("creationTimestamp")),
+    ]
+
+
+def _revision_row(r: dict[str, Any]) -> Row:
+    owner = next((o for o in r["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
+    return [
+        r["metadata"]["name"],
+        f"statefulset.apps/{owner['name']}" if owner else "<none>",
+        r.get("revision", 0),
+        age(r["metadata"].get("creationTimestamp")),
+    ]
+
+
+def _secret_row(x: dict[str, Any]) -> Row:
+    return [
+        x["metadata"]["name"],
+        x.get("type", "Opaque"),
+        len(x.get("data") or {}),
+        age(x["metadata"].get("creationTimestamp")),
+    ]
+
+
 def _s(name: str, priority: int = 0) -> Column:
     return (name, "string", priority)
 
@@ -262,6 +313,35 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
         _pdb_row,
     ),
     "namespaces": ([_NAME, _s("Status"), _AGE], _namespace_row),
+    "persistentvolumeclaims": (
+        [
+            _NAME,
+            _s("Status"),
+            _s("Volume"),
+            _s("Capacity"),
+            _s("Access Modes"),
+            _s("StorageClass"),
+            _AGE,
+            _s("VolumeMode", 1),
+        ],
+        _pvc_row,
+    ),
+    "storageclasses": (
+        [
+            _NAME,
+            _s("Provisioner"),
+            _s("ReclaimPolicy"),
+            _s("VolumeBindingMode"),
+            ("AllowVolumeExpansion", "boolean", 0),
+            _AGE,
+        ],
+        _storageclass_row,
+    ),
+    "controllerrevisions": (
+        [_NAME, _s("Controller"), ("Revision", "integer", 0), _AGE],
+        _revision_row,
+    ),
+    "secrets": ([_NAME, _s("Type"), ("Data", "integer", 0), _AGE], _secret_row),
 }
 
 

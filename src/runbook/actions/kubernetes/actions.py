@@ -1,21 +1,23 @@
 """Kubernetes actions (official ``kubernetes`` client): what the seeds' runbooks do with kubectl.
 
-Read-only: ``get_deployment``, ``list_pods``, ``pod_logs``, ``events``, ``wait_rollout``.
+Read-only: ``get_deployment``, ``list_pods``, ``pod_logs``, ``events``, ``wait_rollout``,
+``list_nodes``, ``get_pvc``, ``get_storageclass``, ``rollout_history``, ``helm_history``,
+``exec_readonly``.
 Destructive (each with a ``describe`` that reads the target and states current -> new):
 ``scale``, ``rollout_restart``, ``annotate``, ``delete_pod``, ``cordon``, ``uncordon``, ``drain``,
-``apply_pdb``, ``exec``.
+``apply_pdb``, ``exec``, ``patch_pvc``, ``rollout_undo``.
 
 Only this module declares actions (the registry loads it): each is its contract and user docs. The
-work is in ``workloads``, ``annotating``, ``pods``, ``nodes``, ``pdb`` and ``exec``; params and
-results in ``models``; ``client`` alone imports the kubernetes client (factory from KUBECONFIG or
-in-cluster config; every call bounded by the step's remaining time, API errors mapped to one-line
-ActionErrors naming kubernetes).
+work is in ``workloads``, ``annotating``, ``pods``, ``nodes``, ``pdb``, ``exec``, ``volumes`` and
+``history``; params and results in ``models`` and ``state_models``; ``client`` alone imports the
+kubernetes client (factory from KUBECONFIG or in-cluster config; every call bounded by the step's
+remaining time, API errors mapped to one-line ActionErrors naming kubernetes).
 """
 
 from __future__ import annotations
 
 from runbook.actions.context import ActionContext
-from runbook.actions.kubernetes import annotating, nodes, pdb, pods, workloads
+from runbook.actions.kubernetes import annotating, history, nodes, pdb, pods, volumes, workloads
 from runbook.actions.kubernetes import exec as kube_exec
 from runbook.actions.kubernetes.models import (
     AnnotateParams,
@@ -43,6 +45,23 @@ from runbook.actions.kubernetes.models import (
     WaitRolloutParams,
     WaitRolloutResult,
     WorkloadParams,
+)
+from runbook.actions.kubernetes.state_models import (
+    ExecReadonlyParams,
+    HelmHistoryParams,
+    HelmHistoryResult,
+    HistoryParams,
+    HistoryResult,
+    ListNodesParams,
+    ListNodesResult,
+    PatchPvcParams,
+    PatchPvcResult,
+    PvcParams,
+    PvcResult,
+    StorageClassParams,
+    StorageClassResult,
+    UndoParams,
+    UndoResult,
 )
 from runbook.actions.registry import action
 
@@ -208,3 +227,90 @@ def exec_(ctx: ActionContext, params: ExecParams) -> ExecResultModel:
     capped and redacted; a non-zero exit fails the step unless ``fail_on_nonzero: false``. Uses the
     exec websocket (channel protocol v4/v5)."""
     return kube_exec.run(ctx, params)
+
+
+@action(
+    "kubernetes.exec_readonly",
+    summary="Run a whole command the playbook lists as read-only (e.g. a health check) in a pod container",
+)
+def exec_readonly(ctx: ActionContext, params: ExecReadonlyParams) -> ExecResultModel:
+    """``kubectl exec POD -- CMD``, without an approval, for the commands a playbook declares read-only:
+    ``goqueue-admin health``, ``df -h /data``, ``rabbitmq-diagnostics check_local_alarms``. Same model as
+    ``kubernetes.exec`` (literal ``allow`` list in the reviewed playbook, argv never through a shell,
+    output capped and redacted) with one more rule: every ``allow`` entry is a whole command, word for
+    word (no ``*``, no ``...``), so the reviewers read exactly what may run without a human's click.
+    Anything else (a subcommand that changes state, a templated argument) needs ``kubernetes.exec``
+    behind an approval."""
+    return kube_exec.run(ctx, params)
+
+
+@action("kubernetes.list_nodes", summary="Nodes: Ready, memory/disk/PID pressure, cordoned, taints, pods")
+def list_nodes(ctx: ActionContext, params: ListNodesParams) -> ListNodesResult:
+    """``kubectl get nodes`` plus what ``kubectl describe node`` shows an SRE first: the pressure
+    conditions (MemoryPressure, DiskPressure, PIDPressure), cordon, taints and the pods on each node,
+    with lists a ``when:`` can test (``steps.nodes.not_ready``, ``steps.nodes.pressure``)."""
+    return volumes.list_nodes(ctx, params)
+
+
+@action("kubernetes.get_pvc", summary="A volume claim: capacity vs request, class, resize in progress")
+def get_pvc(ctx: ActionContext, params: PvcParams) -> PvcResult:
+    """``kubectl get pvc NAME``: phase, requested size and actual capacity (in bytes too), the
+    StorageClass and whether it allows expansion, and whether a resize is in progress (``Resizing`` /
+    ``FileSystemResizePending`` conditions)."""
+    return volumes.get_pvc(ctx, params)
+
+
+@action("kubernetes.get_storageclass", summary="A StorageClass: provisioner, whether volumes can expand")
+def get_storageclass(ctx: ActionContext, params: StorageClassParams) -> StorageClassResult:
+    """``kubectl get storageclass NAME``: provisioner, reclaim policy, binding mode, default class, and
+    ``allowVolumeExpansion`` (a PVC of a class without it cannot grow)."""
+    return volumes.get_storageclass(ctx, params)
+
+
+@action(
+    "kubernetes.patch_pvc",
+    summary="Expand a volume claim (only larger, within max_size, only where its class allows it)",
+    destructive=True,
+    describe=volumes.describe_patch_pvc,
+)
+def patch_pvc(ctx: ActionContext, params: PatchPvcParams) -> PatchPvcResult:
+    """``kubectl patch pvc NAME -p '{"spec":{"resources":{"requests":{"storage":"SIZE"}}}}'``. Refused
+    before anything is sent when SIZE is not larger than the current request (claims never shrink),
+    above ``max_size``, or when the claim's StorageClass does not set ``allowVolumeExpansion: true``.
+    The resize finishes asynchronously (``kubernetes.get_pvc`` shows the capacity catching up)."""
+    return volumes.patch_pvc(ctx, params)
+
+
+@action(
+    "kubernetes.rollout_history",
+    summary="Revision history of a statefulset (ControllerRevisions) or deployment (ReplicaSets)",
+)
+def rollout_history(ctx: ActionContext, params: HistoryParams) -> HistoryResult:
+    """``kubectl rollout history``: every revision with its images and change cause, which one is
+    current (a StatefulSet's ``status.updateRevision``), the previous revision number, and the rollout
+    state (ready/updated replicas) - what a rollback step needs to choose its target."""
+    return history.rollout_history(ctx, params)
+
+
+@action(
+    "kubernetes.rollout_undo",
+    summary="Roll a statefulset or deployment back to a chosen revision",
+    destructive=True,
+    describe=history.describe_rollout_undo,
+)
+def rollout_undo(ctx: ActionContext, params: UndoParams) -> UndoResult:
+    """``kubectl rollout undo KIND/NAME --to-revision=N`` (0: the revision before the current one):
+    the StatefulSet gets its ControllerRevision's template back (strategic-merge patch with ``$patch:
+    replace``), the Deployment its ReplicaSet's template (JSON patch). A revision that does not exist
+    is refused, naming those that do; rolling back to the current revision changes nothing. Pods are
+    replaced by the controller under the update strategy: follow with ``kubernetes.wait_rollout``."""
+    return history.rollout_undo(ctx, params)
+
+
+@action("kubernetes.helm_history", summary="Helm release history from its Secrets (no helm binary)")
+def helm_history(ctx: ActionContext, params: HelmHistoryParams) -> HelmHistoryResult:
+    """``helm history RELEASE``: decodes Helm 3's ``sh.helm.release.v1.RELEASE.vN`` Secrets (base64,
+    gzip, JSON) and lists each revision's status, chart, chart and app version and description, the
+    deployed revision and the last good one before the newest. Values and manifests are never read
+    into the result (they may hold secrets). Needs ``get``/``list`` on Secrets in that namespace."""
+    return history.helm_history(ctx, params)

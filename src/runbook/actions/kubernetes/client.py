@@ -41,6 +41,7 @@ __all__ = [
     "KubeClients",
     "KubeUnavailable",
     "Rollout",
+    "as_dict",
     "call",
     "clients",
     "controller_of",
@@ -85,6 +86,7 @@ class KubeClients:
     core: k8s.CoreV1Api
     apps: k8s.AppsV1Api
     policy: k8s.PolicyV1Api
+    storage: k8s.StorageV1Api
 
     @property
     def host(self) -> str:
@@ -126,7 +128,13 @@ def kube_clients(settings: Settings) -> KubeClients:
     # No hidden urllib3 retries: a read timeout retried three times would quadruple the step's bound.
     cfg.retries = False
     api = k8s.ApiClient(cfg)
-    return KubeClients(api=api, core=k8s.CoreV1Api(api), apps=k8s.AppsV1Api(api), policy=k8s.PolicyV1Api(api))
+    return KubeClients(
+        api=api,
+        core=k8s.CoreV1Api(api),
+        apps=k8s.AppsV1Api(api),
+        policy=k8s.PolicyV1Api(api),
+        storage=k8s.StorageV1Api(api),
+    )
 
 
 def clients(ctx: ActionContext) -> KubeClients:
@@ -337,6 +345,12 @@ def rollout_of(obj: Any) -> Rollout:
         observed_generation=int(status.observed_generation or 0) if status else 0,
         deadline_exceeded=deadline,
     )
+
+
+def as_dict(kc: KubeClients, obj: Any) -> Any:
+    """A client model as the JSON the API server would send (for patches built from read objects)."""
+    sanitize: Callable[[Any], Any] = kc.api.sanitize_for_serialization
+    return sanitize(obj)
 
 
 def controller_of(pod: Any) -> tuple[str, str] | None:

@@ -1,1 +1,0 @@
-"""A database table used as a queue (StarForge ``queue_jobs``, Attune ``attune.execution``)."""
