@@ -45,15 +45,30 @@ def _load(args: argparse.Namespace) -> Playbook:
     return find_playbook(args.playbook, Settings.from_env().playbooks, _registry())
 
 
+def _approver_roles() -> list[str] | None:
+    """The roles of the approvers file when ``RUNBOOK_APPROVERS`` is set (None when it is not)."""
+    from runbook.approvals.policy import PolicyFile
+
+    path = Settings.from_env().approvers_file
+    if path is None:
+        return None
+    policy = PolicyFile(path).get()
+    if policy.error:
+        print(f"warning: approver roles not checked: {policy.error}", file=sys.stderr)
+        return None
+    return list(policy.roles)
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
     from runbook.spec.lint import lint_paths
 
-    problems = lint_paths(args.paths, _registry())
+    problems = lint_paths(args.paths, _registry(), roles=_approver_roles())
+    errors = [p for p in problems if not p.message.startswith("warning:")]
     for p in problems:
         print(p)
-    if not problems:
+    if not errors:
         print(f"ok: {', '.join(args.paths)}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if errors else 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -101,6 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return RunStatus(status).exit_code if status in set(RunStatus) else 1
 
 
+def _returns(spec: Any) -> list[str]:
+    """The fields later steps may read as ``steps.<id>.<field>``."""
+    return [f.alias or n for n, f in spec.result_model.model_fields.items()]
+
+
 def cmd_actions(args: argparse.Namespace) -> int:
     registry = _registry()
     if args.json:
@@ -111,6 +131,7 @@ def cmd_actions(args: argparse.Namespace) -> int:
                 "destructive": s.destructive,
                 "manual": s.manual,
                 "parameters": s.parameters(),
+                "result_fields": _returns(s),
             }
             for s in registry
         ]
@@ -122,6 +143,8 @@ def cmd_actions(args: argparse.Namespace) -> int:
         for p in s.parameters():
             req = "required" if p["required"] else f"default {json.dumps(p['default'], default=str)}"
             print(f"    - {p['name']}: {p['type']} ({req}) {p['description']}")
+        extra = ", and any other field" if s.result_model.model_config.get("extra") == "allow" else ""
+        print(f"    returns (steps.<id>.<field>): {', '.join(_returns(s))}{extra}")
         print()
     return 0
 

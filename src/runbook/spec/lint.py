@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from runbook.actions.registry import ActionRegistry, ActionSpec
 from runbook.core.expressions import TemplateSyntaxError, is_expression, parse_template, references
 from runbook.spec.models import Playbook
+from runbook.spec.results import result_field_problems, role_warnings
 from runbook.spec.yamlsource import Path_, Problem, Source, UnreadableSource, load_source, read_source_text
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
@@ -99,6 +100,7 @@ def lint_source(src: Source, registry: ActionRegistry) -> tuple[Playbook | None,
     except ValidationError as exc:
         problems.extend(_model_problems(src, exc))
     problems.extend(_semantic_problems(src, data, registry))
+    problems.extend(result_field_problems(src, data, registry))
     problems.sort(key=lambda p: (p.line, p.col))
     unique: list[Problem] = []
     for p in problems:
@@ -402,7 +404,11 @@ def lint_text(text: str, file: str, registry: ActionRegistry) -> tuple[Playbook 
     return lint_source(load_source(text, file), registry)
 
 
-def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Problem]:
+def lint_paths(
+    paths: Iterable[str | Path], registry: ActionRegistry, roles: Iterable[str] | None = None
+) -> list[Problem]:
+    """Every problem of every playbook under ``paths``; with ``roles`` (the approvers file's), also
+    a ``warning:`` for each approver role it does not define."""
     from runbook.spec.loading import playbook_files
 
     files, problems = playbook_files(paths)
@@ -415,6 +421,10 @@ def lint_paths(paths: Iterable[str | Path], registry: ActionRegistry) -> list[Pr
             continue
         playbook, found = lint_text(text, str(f), registry)
         problems.extend(found)
+        if roles is not None:
+            src = load_source(text, str(f))
+            if isinstance(src.data, dict):
+                problems.extend(role_warnings(src, src.data, roles))
         if playbook is not None:
             if playbook.name in names:
                 src = load_source(text, str(f))
