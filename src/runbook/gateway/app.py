@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from runbook.core.redact import redact
 from runbook.core.settings import Settings, data_dir
 from runbook.gateway import metrics
+from runbook.gateway.alertmanager import alertmanager_delivery
 from runbook.gateway.bodies import BodyTooLarge, read_limited
 from runbook.gateway.pagerduty_events import (
     MalformedEvent,
@@ -275,6 +276,10 @@ def create_app(
     @app.post("/webhooks/pagerduty")
     async def pagerduty_webhook(request: Request) -> Response:
         return await pagerduty_delivery(gw, request)
+
+    @app.post("/webhooks/alertmanager")
+    async def alertmanager_webhook(request: Request) -> Response:
+        return await alertmanager_delivery(gw, request)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -29,6 +29,7 @@ from runbook.core import files
 from runbook.core.events import Event, Kind
 from runbook.core.redact import redact
 from runbook.gateway import metrics
+from runbook.store.alerts import CLAIM_PREFIX as ALERT_CLAIM_PREFIX
 from runbook.store.intake import Claim, IntakeStore
 from runbook.store.timeline import TimelineStore
 
@@ -42,6 +43,18 @@ def deployment_path(playbook: str, deployment: str = DEPLOYMENT_NAME) -> str:
 
 
 def resolved_note(store: TimelineStore, run_id: str, incident_id: str, agent: str | None = None) -> None:
+    if incident_id.startswith(ALERT_CLAIM_PREFIX):  # alertmanager:<fingerprint>:<episode>
+        fingerprint = incident_id.split(":")[1]
+        store.append(
+            Event(
+                run_id=run_id,
+                kind=Kind.NOTE,
+                summary=f"Alertmanager: alert {fingerprint} resolved",
+                actor="alertmanager",
+                details={"source": "alertmanager", "status": "resolved", "fingerprint": fingerprint},
+            )
+        )
+        return
     store.append(
         Event(
             run_id=run_id,
@@ -166,13 +179,16 @@ class RunStarter:
 
     def _start(self, claim: Claim) -> int:
         incident = claim.parameters.get("incident") or {}
+        trigger, prefix = "pagerduty", "pd"
+        if claim.incident_id.startswith(ALERT_CLAIM_PREFIX):
+            trigger, prefix = "alertmanager", "am"
         try:
             dep = self._deployment_id(claim.playbook)
             body = {
                 "parameters": claim.parameters,
                 "idempotency_key": f"runbook:{claim.incident_id}:{claim.playbook}",
-                "name": f"pd-{incident.get('number') or claim.incident_id}-{claim.playbook}"[:100],
-                "tags": ["runbook", "trigger:pagerduty", f"incident:{claim.incident_id}"],
+                "name": f"{prefix}-{incident.get('number') or claim.incident_id}-{claim.playbook}"[:100],
+                "tags": ["runbook", f"trigger:{trigger}", f"incident:{claim.incident_id}"],
             }
             r = self._http.post(f"{self.api}/deployments/{dep}/create_flow_run", json=body)
             if r.status_code == 404:
@@ -206,7 +222,7 @@ class RunStarter:
                 self.intake.mark_retry(claim, self.owner, message, delay)
             return 0
         resolved = self.intake.mark_started(claim, self.owner, run_id)
-        metrics.run_started(claim.playbook, "pagerduty")
+        metrics.run_started(claim.playbook, trigger)
         log.info("started %s for incident %s: flow run %s", claim.playbook, claim.incident_id, run_id)
         if resolved:
             resolved_note(self.timeline, run_id, claim.incident_id)

@@ -182,9 +182,48 @@ class ScheduleTrigger(Strict):
         return value
 
 
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+    return value
+
+
+class AlertmanagerTrigger(Strict):
+    """One ``triggers.alertmanager`` entry: which alerts of an Alertmanager notification start a run.
+
+    ``alertname`` and each ``labels`` value are regular expressions the whole value must match (a
+    missing label never matches); ``status`` is the alert status that starts a run (a ``resolved``
+    alert is always noted on the run its firing started). ``params`` map alert fields to run params,
+    literally or as templates over ``alert`` (``labels``, ``annotations``, ``status``, ``fingerprint``,
+    ``startsAt``, ``generatorURL``), rendered in the sandbox and checked against the param's
+    type, pattern and enum: alert labels are untrusted input."""
+
+    alertname: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    status: Literal["firing", "resolved"] = "firing"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("alertname")
+    @classmethod
+    def _name_regex(cls, value: str | None) -> str | None:
+        return _check_regex(value) if value is not None else None
+
+    @field_validator("labels")
+    @classmethod
+    def _label_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
+                raise ValueError(f"bad label name {label!r}")
+            _check_regex(pattern)
+        return value
+
+
 class Triggers(Strict):
     pagerduty: list[PagerDutyTrigger] = Field(default_factory=list)
     schedule: list[ScheduleTrigger] = Field(default_factory=list)
+    alertmanager: list[AlertmanagerTrigger] = Field(default_factory=list)
 
 
 class Approval(Strict):

@@ -7,7 +7,7 @@ typo is an ImportError at start-up, never a silently missing table.
 
 from __future__ import annotations
 
-from runbook.store import approvals, intake, launches, ledger, timeline
+from runbook.store import alerts, approvals, intake, launches, ledger, timeline
 from runbook.store.database import Database
 
 SCHEMA: tuple[str, ...] = (
@@ -16,6 +16,7 @@ SCHEMA: tuple[str, ...] = (
     *approvals.SCHEMA,
     *intake.SCHEMA,
     *ledger.SCHEMA,
+    *alerts.SCHEMA,
 )
 
 
