@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "runbook.actions.kubernetes.actions",
     "runbook.actions.pagerduty.actions",
     "runbook.actions.prometheus.actions",
+    "runbook.actions.queue.actions",
 )
 
 

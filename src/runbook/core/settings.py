@@ -40,6 +40,8 @@ class Settings:
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     kafka_bootstrap_servers: str | None = None
+    #: the Redis of BullMQ queues (queue.* actions with system bullmq)
+    redis_url: str = "redis://127.0.0.1:6379/0"
     kubeconfig: str | None = None
     database_inspect_url: str | None = None
     prefect_api_url: str = "http://127.0.0.1:4200/api"
@@ -78,6 +80,7 @@ class Settings:
             rabbitmq_url=e.get("RABBITMQ_URL") or cls.rabbitmq_url,
             rabbitmq_management_url=e.get("RABBITMQ_MANAGEMENT_URL") or cls.rabbitmq_management_url,
             kafka_bootstrap_servers=e.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            redis_url=e.get("REDIS_URL") or cls.redis_url,
             kubeconfig=e.get("KUBECONFIG") or None,
             database_inspect_url=e.get("DATABASE_URL") or None,
             prefect_api_url=e.get("PREFECT_API_URL") or cls.prefect_api_url,
@@ -112,6 +115,7 @@ class Settings:
             self.database_inspect_url,
             self.prometheus_url,
             self.kafka_bootstrap_servers,
+            self.redis_url,
         ):
             found.extend(secrets_in_url(url or ""))
         return found
