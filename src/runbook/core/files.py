@@ -121,6 +121,29 @@ def write_private(
     return root.joinpath(*parts)
 
 
+def read_private(root: Path, name: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``root/name`` (a relative name, no ``..``, no symlink anywhere on
+    the way); :class:`UnsafePath` for anything else, FileNotFoundError when it is not there, ValueError
+    when it is larger than ``max_bytes``."""
+    parts = relative_parts(name)
+    *folders, filename = parts
+    with _open_dir(root, tuple(folders)) as dfd:
+        try:
+            fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{os.fspath(name)!r} is a symlink; refusing to read through it") from None
+            raise
+        with os.fdopen(fd, "rb") as src:
+            info = os.fstat(src.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UnsafePath(f"{os.fspath(name)!r} is not a regular file")
+            data = src.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{os.fspath(name)!r} is larger than {max_bytes} bytes")
+    return data
+
+
 def private_dir(root: Path, name: str | os.PathLike[str]) -> Path:
     """Make ``root/name`` (0700, no symlinks on the way) and return it."""
     parts = relative_parts(name)

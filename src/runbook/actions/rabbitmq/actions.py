@@ -17,14 +17,18 @@ describe texts), ``moves`` (the confirm-before-ack movers), ``inspect`` (pure ru
 from __future__ import annotations
 
 from runbook.actions.context import ActionContext
-from runbook.actions.rabbitmq import broker, ops, queues
+from runbook.actions.rabbitmq import broker, definitions, ops, queues
 from runbook.actions.rabbitmq.models import (
     CanaryParams,
     CanaryResult,
     CloseConnectionsParams,
     CloseConnectionsResult,
+    DefinitionsDiffParams,
+    DefinitionsDiffResult,
     ExportParams,
     ExportResult,
+    ImportDefinitionsParams,
+    ImportDefinitionsResult,
     ListQueuesParams,
     ListQueuesResult,
     MoveParams,
@@ -155,6 +159,37 @@ def publish_canary(ctx: ActionContext, params: CanaryParams) -> CanaryResult:
     return ops.publish_canary(ctx, params)
 
 
+@action(
+    "rabbitmq.diff_definitions",
+    summary="What importing a definitions backup would add or change (names only)",
+)
+def diff_definitions(ctx: ActionContext, params: DefinitionsDiffParams) -> DefinitionsDiffResult:
+    """Compares a backup under ``<data dir>/definitions/`` (named relatively; never an arbitrary path)
+    with the broker's current definitions, kind by kind (vhosts, users, permissions, policies, queues,
+    exchanges, bindings, parameters): what the import would add, what it would change (which
+    properties, never their values: password hashes and parameter values stay out of the result),
+    and what exists only on the broker (an import never deletes). Queues or exchanges redefined with
+    other properties are conflicts: RabbitMQ would refuse the import. Returns the file's SHA-256 for
+    the import step to pin."""
+    return definitions.diff_definitions(ctx, params)
+
+
+@action(
+    "rabbitmq.import_definitions",
+    summary="Import a definitions backup (additive; the reviewed file only, conflicts refused)",
+    destructive=True,
+    describe=definitions.describe_import,
+)
+def import_definitions(ctx: ActionContext, params: ImportDefinitionsParams) -> ImportDefinitionsResult:
+    """``rabbitmqctl import_definitions FILE`` through the management API (``POST /api/definitions``,
+    or ``/api/definitions/VHOST``): the seed's disaster-recovery restore. The file is the one named
+    under ``<data dir>/definitions/`` whose SHA-256 the approver saw (``sha256``): a file changed since
+    is refused, and so is a file that redefines an existing queue or exchange with other properties
+    (the broker would fail half-way). The approval request shows the diff. After the import every
+    object of the file must be on the broker, or the step fails saying which are missing."""
+    return definitions.import_definitions(ctx, params)
+
+
 __all__ = [
     "queue_stats",
     "list_queues",
@@ -162,6 +197,8 @@ __all__ = [
     "peek",
     "node_health",
     "export_definitions",
+    "diff_definitions",
+    "import_definitions",
     "move_messages",
     "purge_queue",
     "close_connections",

@@ -242,3 +242,54 @@ class CanaryResult(ActionResult):
     message_id: str
     confirm_ms: float
     round_trip_ms: float
+
+
+_BACKUP = (
+    "backup file NAME under <data dir>/definitions/ (relative, no '..', no symlinks), e.g. the"
+    " definitions-<run id>.json that rabbitmq.export_definitions wrote"
+)
+
+
+class DefinitionsDiffParams(_Params):
+    path: str = Field(description=_BACKUP)
+    vhost: str | None = Field(None, description="compare only this vhost; null for the whole broker")
+
+
+class KindDiff(BaseModel):
+    kind: str
+    in_file: int
+    on_broker: int
+    to_add: int
+    to_change: int
+    only_on_broker: int
+    added: list[str]
+    changed: list[str]
+    conflicts: bool
+
+
+class DefinitionsDiffResult(ActionResult):
+    path: str
+    sha256: str
+    bytes: int
+    to_add: int
+    to_change: int
+    only_on_broker: int
+    conflicts: list[str]
+    kinds: list[KindDiff]
+
+
+class ImportDefinitionsParams(_Params):
+    path: str = Field(description=_BACKUP)
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="the file's SHA-256 as reviewed (from rabbitmq.diff_definitions): a file changed since"
+        " is not imported",
+    )
+    vhost: str | None = Field(None, description="import into this vhost only; null for the whole broker")
+
+
+class ImportDefinitionsResult(ActionResult):
+    path: str
+    sha256: str
+    added: int
+    changed: int
