@@ -34,7 +34,7 @@ def test_action_contract(name: str) -> None:
     if spec.destructive:
         assert spec.describe is not None, "destructive actions describe what they would do"
     backend = name.split(".", 1)[0]
-    assert backend in {"core", "timeline", "rabbitmq", "kafka", "kubernetes", "postgres", "pagerduty"}
+    assert backend in {"core", "timeline", "rabbitmq", "kafka", "kubernetes", "postgres", "pagerduty", "queue"}
     assert f'"{name}"' in TEST_TEXT or f"'{name}'" in TEST_TEXT or f"action: {name}" in TEST_TEXT, (
         f"{name} has at least one test"
     )
