@@ -49,19 +49,27 @@ def prefect_process_defaults(api_url: str = DEFAULT_API_URL) -> None:
         os.environ.setdefault(key, value)
 
 
-def server_problem(api_url: str) -> str | None:
-    """None when the Prefect API answers, else a message saying how to start it."""
+def server_problem(api_url: str, budget_seconds: float = 15.0) -> str | None:
+    """None when the Prefect API answers (transient failures retried with backoff and jitter for
+    ``budget_seconds``), else a message saying how to start it."""
     import httpx
 
     url = api_url.rstrip("/")
-    try:
-        httpx.get(f"{url}/health", timeout=3).raise_for_status()
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", said plainly
-        return (
-            f"Prefect server not reachable at {url} ({type(exc).__name__}); start the embedded one with"
-            " `make prefect-server` or set PREFECT_API_URL"
-        )
+    deadline = time.monotonic() + budget_seconds
+    delay = RETRY_FIRST_SECONDS
+    while True:
+        try:
+            httpx.get(f"{url}/health", timeout=3).raise_for_status()
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", said plainly
+            pause = random.uniform(delay / 2, delay * 1.5)
+            if time.monotonic() + pause > deadline:
+                return (
+                    f"Prefect server not reachable at {url} ({type(exc).__name__}); start the embedded"
+                    " one with `make prefect-server` or set PREFECT_API_URL"
+                )
+            time.sleep(pause)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
 
 
 def approval_input_model() -> type:
