@@ -372,7 +372,7 @@ def test_pvc_storageclass_nodes_and_helm_secrets_match_kubectl(
     kube.add_helm_release(NS, "goqueue", 2, status="failed", app_version="1.5.0")
     rows = table(kubectl("get", "pvc").stdout)
     assert rows[0] == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"]
-    pvc = invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "data-goqueue-0"})
+    pvc = invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "goqueue-data-goqueue-0"})
     assert rows[1][:6] == [pvc.name, pvc.phase, pvc.volume, pvc.capacity, "RWO", pvc.storage_class]
     classes = table(kubectl("get", "storageclass").stdout)
     assert classes[0][:5] == [
@@ -387,7 +387,7 @@ def test_pvc_storageclass_nodes_and_helm_secrets_match_kubectl(
     denied = kubectl(
         "patch",
         "pvc",
-        "data-goqueue-0",
+        "goqueue-data-goqueue-0",
         "-p",
         '{"spec":{"resources":{"requests":{"storage":"5Gi"}}}}',
         check=False,
@@ -404,15 +404,11 @@ def test_pvc_storageclass_nodes_and_helm_secrets_match_kubectl(
             ctx,
             {"namespace": NS, "name": "fixed", "size": "2Gi", "max_size": "4Gi"},
         )
-    kubectl("patch", "pvc", "data-goqueue-0", "-p", '{"spec":{"resources":{"requests":{"storage":"15Gi"}}}}')
+    claim = "goqueue-data-goqueue-0"
+    kubectl("patch", "pvc", claim, "-p", '{"spec":{"resources":{"requests":{"storage":"15Gi"}}}}')
     time.sleep(0.5)
-    assert (
-        kubectl("get", "pvc", "data-goqueue-0", "-o", "jsonpath={.status.capacity.storage}").stdout == "15Gi"
-    )
-    assert (
-        invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "data-goqueue-0"}).capacity
-        == "15Gi"
-    )
+    assert kubectl("get", "pvc", claim, "-o", "jsonpath={.status.capacity.storage}").stdout == "15Gi"
+    assert invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": claim}).capacity == "15Gi"
     # Helm's secrets as kubectl lists them, and the decoded history
     secrets = table(kubectl("get", "secrets", "-l", "owner=helm,name=goqueue").stdout)
     assert [r[:3] for r in secrets[1:]] == [

@@ -77,7 +77,7 @@ def test_list_nodes_reports_pressure_and_cordon(
 
 
 def test_pvc_and_storageclass(registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer) -> None:
-    pvc = invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "data-goqueue-0"})
+    pvc = invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "goqueue-data-goqueue-0"})
     assert (pvc.phase, pvc.capacity, pvc.storage_class, pvc.expandable) == ("Bound", "10Gi", "standard", True)
     assert pvc.capacity_bytes == 10 * 2**30 and not pvc.resizing
     sc = invoke(registry["kubernetes.get_storageclass"], ctx, {"name": "local"})
@@ -91,9 +91,9 @@ def test_patch_pvc_expands_and_refuses_what_cannot_happen(
     registry: ActionRegistry, ctx: ActionContext, kube: KubeAPIServer
 ) -> None:
     spec = registry["kubernetes.patch_pvc"]
-    params = {"namespace": NS, "name": "data-goqueue-0", "size": "20Gi", "max_size": "50Gi"}
+    params = {"namespace": NS, "name": "goqueue-data-goqueue-0", "size": "20Gi", "max_size": "50Gi"}
     assert describe(spec, ctx, params).startswith(
-        f"expand pvc {NS}/data-goqueue-0 from 10Gi (capacity 10Gi) to 20Gi (storageclass standard allows"
+        f"expand pvc {NS}/goqueue-data-goqueue-0 from 10Gi (capacity 10Gi) to 20Gi (storageclass standard"
     )
     for bad, why in (
         ({"size": "5Gi"}, "not larger than the current request 10Gi"),
@@ -112,7 +112,9 @@ def test_patch_pvc_expands_and_refuses_what_cannot_happen(
     assert patch.body == {"spec": {"resources": {"requests": {"storage": "20Gi"}}}}
     wait_until(
         lambda: (
-            invoke(registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "data-goqueue-0"}).capacity
+            invoke(
+                registry["kubernetes.get_pvc"], ctx, {"namespace": NS, "name": "goqueue-data-goqueue-0"}
+            ).capacity
             == "20Gi"
         ),
         timeout=5,
@@ -166,7 +168,9 @@ def test_statefulset_history_and_undo(
     after = invoke(registry["kubernetes.rollout_history"], ctx, STS)
     assert (after.current_revision, after.images) == (3, ["goqueue:1.4.0"])  # the old template, renumbered
     assert [r.revision for r in after.revisions] == [2, 3]
-    pods = invoke(registry["kubernetes.list_pods"], ctx, {"namespace": NS, "selector": "app=goqueue"})
+    pods = invoke(
+        registry["kubernetes.list_pods"], ctx, {"namespace": NS, "selector": "app.kubernetes.io/name=goqueue"}
+    )
     assert pods.ready == 3
     again = invoke(undo, ctx, {**STS, "to_revision": 3})
     assert not again.changed and "nothing changed" in again.summary

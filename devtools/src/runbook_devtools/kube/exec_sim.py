@@ -12,8 +12,8 @@ def demo_exec(namespace: str, pod: str, container: str, command: list[str]) -> E
     """Default exec simulator: a few commands drills and tests use.
 
     ``echo ARGS``, ``seq N``, ``false``, ``sleep S``, ``rabbitmqctl forget_cluster_node NODE``,
-    ``rabbitmqctl cluster_status``, ``goqueue-admin health``, ``df -h PATH``,
-    ``printenv`` (prints a secret, for redaction tests); anything else
+    ``rabbitmqctl cluster_status``, ``goqueue-admin health``, ``goqueue-admin cluster status``,
+    ``df -h PATH``, ``printenv`` (prints a secret, for redaction tests); anything else
     answers exit code 127 like a missing binary.
     """
     if not command:
@@ -32,6 +32,8 @@ def demo_exec(namespace: str, pod: str, container: str, command: list[str]) -> E
         return ExecResult()
     if prog == "goqueue-admin" and args == ["health"]:
         return ExecResult(stdout=json.dumps({"status": "ok", "node": pod, "raft": "follower"}) + "\n")
+    if prog == "goqueue-admin" and args == ["cluster", "status"]:
+        return ExecResult(stdout="cluster: goqueue\nmembers: 3/3\nleader: goqueue-0\nstatus: healthy\n")
     if prog == "df" and args[:1] == ["-h"]:
         where = args[1] if len(args) > 1 else "/"
         header = "Filesystem      Size  Used Avail Use% Mounted on\n"

@@ -247,7 +247,7 @@ class Stateful(Seeding):
     ) -> None:
         """Seed 001's GoQueue: a StatefulSet ``goqueue`` (pods goqueue-0..N-1, container ``goqueue``),
         an expandable default StorageClass ``standard`` and a fixed one ``local``, a claim
-        ``data-goqueue-I`` (10Gi) per pod, and Helm release ``goqueue`` revision 1 (deployed)."""
+        ``goqueue-data-goqueue-I`` (10Gi) per pod, and Helm release ``goqueue`` revision 1 (deployed)."""
         with self.lock:
             if ("", "standard") not in self.objects["storageclasses"]:
                 self.add_storageclass("standard", default=True)
@@ -255,8 +255,17 @@ class Stateful(Seeding):
                     "local", provisioner="kubernetes.io/no-provisioner", allow_volume_expansion=False
                 )
             self.add_statefulset(
-                namespace, "goqueue", replicas=replicas, image=image, labels={"app": "goqueue"}
+                namespace,
+                "goqueue",
+                replicas=replicas,
+                image=image,
+                labels={"app.kubernetes.io/name": "goqueue"},
             )
             for i in range(replicas):
-                self.add_pvc(namespace, f"data-goqueue-{i}", size="10Gi", labels={"app": "goqueue"})
+                self.add_pvc(
+                    namespace,
+                    f"goqueue-data-goqueue-{i}",
+                    size="10Gi",
+                    labels={"app.kubernetes.io/name": "goqueue"},
+                )
             self.add_helm_release(namespace, "goqueue", 1, app_version=image.rsplit(":", 1)[-1])
