@@ -110,7 +110,9 @@ def test_the_action_writes_a_private_draft_under_the_data_directory(
     run_id, title = evil_run
     result = postmortem(settings, store)
     path = Path(result.path)  # type: ignore[attr-defined]
-    assert path == home / "postmortems" / f"{run_id}.md"
+    started = (store.get_run(run_id) or {})["started_at"][:10]
+    run8 = "".join(c for c in run_id if c.isalnum())[:8]
+    assert path == home / "postmortems" / f"{started}-backlog-triage-{run8}.md"  # <date>-<playbook>-<run8>
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
@@ -156,7 +158,9 @@ def test_symlink_at_the_output_name_is_refused_and_its_target_untouched(
     folder = home / "postmortems"
     folder.mkdir(parents=True)
     (folder / "evil.md").symlink_to(victim)
-    (folder / f"{RUN}.md").symlink_to(victim)  # the default name too
+    started = (store.get_run(RUN) or {})["started_at"][:10]
+    default = f"{started}-backlog-triage-{''.join(c for c in RUN if c.isalnum())[:8]}.md"
+    (folder / default).symlink_to(victim)  # the default name too
     before = tree(home)
     for params in ({"output": "evil.md"}, {}, {"output": "evil.md", "overwrite": True}):
         with pytest.raises(ActionError, match="refused, nothing written"):
@@ -336,3 +340,14 @@ def test_cli_output_is_private_and_refuses_symlinks(
     assert "no symlinks" in capsys.readouterr().err
     assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert not (tmp_path / MARKER_NAME).exists()
+
+
+def test_a_dry_run_writes_no_postmortem(
+    settings: Settings, store: TimelineStore, evil_run: tuple[str, str], home: Path
+) -> None:
+    run_id, _ = evil_run
+    ctx = action_ctx(settings, store)
+    ctx.dry_run = True
+    result = invoke(default_registry()["timeline.postmortem"], ctx, {})
+    assert result.summary == "dry run: no postmortem draft written"  # type: ignore[attr-defined]
+    assert not (home / "postmortems").exists() or not list((home / "postmortems").iterdir())

@@ -207,8 +207,54 @@ def _delegate(module: str, func: str, args: argparse.Namespace) -> int:
     return int(target(args) or 0)
 
 
+EPILOG = """\
+exit codes:
+  0  done: lint clean, run completed, vote recorded
+  1  a problem: lint problems, bad playbook or parameter, run failed or crashed, nothing waiting
+     to approve (or the run has ended), you may not approve, a service unreachable
+  2  the run was aborted or a step denied (runbook run)
+  130 interrupted (Ctrl-C)
+
+environment (contract variables first; every one is read once, when the command starts):
+  RUNBOOK_PLAYBOOKS                  folder of playbooks (default: playbooks)
+  RUNBOOK_DATABASE_URL               timeline and dedup store (default: sqlite under ~/.runbook/)
+  RUNBOOK_APPROVERS                  approvers file: people and roles (none: nobody may approve)
+  SLACK_BOT_TOKEN                    Slack posting (none: the timeline goes to the console)
+  RUNBOOK_SLACK_CHANNEL              channel of run threads
+  RUNBOOK_SLACK_API_URL              Slack Web API base URL (default: Slack's)
+  RUNBOOK_SLACK_SIGNING_SECRET       Slack signing secret (none: clicks refused)
+  RUNBOOK_SLACK_TEAM_ID              the only Slack workspace whose clicks count
+  RUNBOOK_PAGERDUTY_WEBHOOK_SECRETS  comma-separated PagerDuty signing secrets (none: refused)
+  PAGERDUTY_API_TOKEN                PagerDuty REST API (notes, on-call approvers)
+  RUNBOOK_ALERTMANAGER_TOKEN         bearer token Alertmanager sends (none: alerts refused)
+  RABBITMQ_URL, RABBITMQ_MANAGEMENT_URL   AMQP and management API (default: guest@127.0.0.1)
+  KAFKA_BOOTSTRAP_SERVERS            Kafka
+  KUBECONFIG                         Kubernetes (in-cluster config in a pod)
+  DATABASE_URL                       the PostgreSQL playbooks inspect (not the store)
+  REDIS_URL                          Redis of BullMQ queues (default: redis://127.0.0.1:6379/0)
+  AWS_ENDPOINT_URL, AWS_REGION       SQS (and the usual AWS credential variables)
+  PROMETHEUS_URL                     Prometheus HTTP API (none: metric steps say "not checked")
+  PAGERDUTY_FROM_EMAIL               From: address of PagerDuty notes
+  PROMETHEUS_BEARER_TOKEN            bearer token for PROMETHEUS_URL
+  RUNBOOK_HOME                       runbook's data folder (default: ~/.runbook)
+  RUNBOOK_PUBLIC_URL                 the gateway's public URL, used in links
+  RUNBOOK_TEMPLATES                  folder overriding the postmortem/report templates
+  RUNBOOK_HEARTBEAT_SECONDS          run heartbeat interval (the reaper's clock)
+  RUNBOOK_FAST_LANE                  0: `runbook serve` starts due runs only through the Prefect runner
+  PREFECT_API_URL                    the Prefect server (default: http://127.0.0.1:4200/api)
+  NO_COLOR                           set: no colour even on a terminal
+  RUNBOOK_DEBUG                      set: print the full traceback of an unexpected error
+See README.md ("Environment") for the full table.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="runbook", description="Executable runbooks for queue incidents.")
+    parser = argparse.ArgumentParser(
+        prog="runbook",
+        description="Executable runbooks for queue incidents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("lint", help="validate playbooks (files or folders)")
@@ -306,6 +352,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `runbook plan X | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # one line, not a traceback (RUNBOOK_DEBUG=1 shows it)
+        if os.environ.get("RUNBOOK_DEBUG"):
+            raise
+        from runbook.core.redact import redact
+
+        first = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: {type(exc).__name__}: {first}".rstrip(": "), file=sys.stderr)
+        print("  (set RUNBOOK_DEBUG=1 for the full traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,14 +14,42 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from runbook.approvals.policy import Identity, operating_system_user
+from runbook.core.states import FINAL_RUN_STATUSES
+
+
+def _ended(runtime: Any, run_id: str) -> str | None:
+    """The run's final status when it has ended (then nothing of it can be approved), else None."""
+    run = runtime.store.get_run(run_id)
+    if run is None or run["status"] not in FINAL_RUN_STATUSES:
+        return None
+    return str(run["status"])
 
 
 def approve_command(args: argparse.Namespace) -> int:
+    from runbook.compiler.prefect_runs import prefect_process_defaults
+    from runbook.core.settings import Settings
     from runbook.runtime import build_runtime
+    from runbook.timeline.closing import void_pending
 
-    approvals = build_runtime().approvals()
+    settings = Settings.from_env()
+    # resuming the paused run talks to the configured Prefect server, never a throwaway one
+    prefect_process_defaults(settings.prefect_api_url)
+    runtime = build_runtime(settings)
+    approvals = runtime.approvals()
+    ended = _ended(runtime, args.run_id)
+    if ended is not None:
+        why = f"the run ended ({ended}) before a decision"
+        if void_pending(runtime.store, args.run_id, why):
+            approvals.flush_slack()  # the request's Slack message loses its buttons
+        print(
+            f"error: run {args.run_id!r} has ended ({ended}): step {args.step_id!r} will not run,"
+            " so there is nothing to approve or deny",
+            file=sys.stderr,
+        )
+        return 1
     row = approvals.find(args.run_id, args.step_id)
     if row is None:
         latest = approvals.store.latest(args.run_id, args.step_id)

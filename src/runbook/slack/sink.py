@@ -33,7 +33,7 @@ from runbook.store.timeline import TimelineStore
 log = logging.getLogger("runbook.slack")
 
 TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-DECIDED = (Kind.APPROVAL_APPROVED, Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED)
+DECIDED = (Kind.APPROVAL_APPROVED, Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED, Kind.APPROVAL_VOIDED)
 
 
 def channel_name(incident: dict[str, Any], fallback: str) -> str:

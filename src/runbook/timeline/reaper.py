@@ -34,6 +34,7 @@ from runbook.core.clock import ts
 from runbook.core.events import Event, Kind
 from runbook.core.states import RunStatus
 from runbook.store.timeline import RUNNING, TimelineStore
+from runbook.timeline.closing import void_pending
 
 log = logging.getLogger("runbook.reaper")
 
@@ -150,6 +151,7 @@ def reap_lost_runs(
                 details={"status": CRASHED, "reason": reason, "last_heartbeat": last_beat, "in_flight": what},
             )
         )
+        void_pending(store, run_id, "the run crashed (worker lost) before a decision")
         log.warning("run %s marked crashed: %s", run_id, reason)
         if on_crash is not None:
             on_crash(run_id, reason)

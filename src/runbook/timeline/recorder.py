@@ -57,6 +57,11 @@ class Recorder:
         actor: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> Event:
+        if kind == Kind.RUN_FINISHED:  # nothing of an ended run may stay waiting for a decision
+            from runbook.timeline.closing import void_pending
+
+            why = f"the run ended ({(details or {}).get('status', 'finished')}) before a decision"
+            void_pending(self.store, self.run_id, why, self._publish)
         event = self.store.append(
             Event(
                 run_id=self.run_id,
@@ -68,12 +73,15 @@ class Recorder:
                 details=details or {},
             )
         )
+        self._publish(event)
+        return event
+
+    def _publish(self, event: Event) -> None:
         for sink in self.sinks:
             try:
                 sink.publish(event)
             except Exception as exc:  # noqa: BLE001 - a sink never fails the run
                 log.warning("timeline sink %s failed: %s", type(sink).__name__, exc)
-        return event
 
     def note(
         self, summary: str, details: dict[str, Any] | None = None, *, step_id: str | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -46,7 +48,8 @@ class PostmortemParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     output: str | None = Field(
         None,
-        description="file NAME under <data dir>/postmortems/ (relative, no '..'); default <run id>.md",
+        description="file NAME under <data dir>/postmortems/ (relative, no '..');"
+        " default <date>-<playbook>-<first 8 of the run id>.md",
     )
     template: str | None = Field(
         None,
@@ -61,6 +64,14 @@ class PostmortemResult(ActionResult):
     lines: int
 
 
+def default_name(ctx: ActionContext) -> str:
+    """``<date>-<playbook>-<run8>.md``: sorted by date, readable, unique per run."""
+    run = _recorder(ctx).store.get_run(ctx.run_id) or {}
+    date = str(run.get("started_at") or "")[:10] or datetime.now(UTC).strftime("%Y-%m-%d")
+    playbook = re.sub(r"[^a-z0-9_-]+", "-", (ctx.playbook or str(run.get("playbook") or "run")).lower())
+    return f"{date}-{playbook}-{re.sub(r'[^a-zA-Z0-9]', '', ctx.run_id)[:8]}.md"
+
+
 @action("timeline.postmortem", summary="Render the postmortem draft from the run's timeline")
 def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult:
     """Writes a Markdown draft (summary, impact window, timeline, verdict, mitigations, follow-ups)
@@ -68,7 +79,9 @@ def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult
     from runbook.core.sandbox import ExpressionError
     from runbook.timeline.postmortem import TemplateRefused, render_postmortem
 
-    name = params.output if params.output is not None else f"{ctx.run_id}.md"
+    if ctx.dry_run:  # a rehearsal of the playbook is no incident: nothing to write up
+        return PostmortemResult(path="", lines=0, summary="dry run: no postmortem draft written")
+    name = params.output if params.output is not None else default_name(ctx)
     try:
         parts = files.relative_parts(name)
     except files.UnsafePath as exc:
