@@ -42,8 +42,9 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 services:
 	scripts/services.sh
 
+# RUNBOOK_PREFECT_DB=postgres: the Prefect server on the local PostgreSQL (docs/DEPLOY.md)
 prefect-server: venv
-	scripts/prefect_server.sh start
+	RUNBOOK_PREFECT_DB=$(or $(RUNBOOK_PREFECT_DB),sqlite) scripts/prefect_server.sh start
 
 lint: venv
 	$(VENV)/bin/runbook lint playbooks/

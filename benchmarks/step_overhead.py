@@ -80,6 +80,37 @@ def main() -> None:
     fixed = timed_flow(load_playbook(single, registry))  # flow-run creation, heartbeat join: per run
     engine = timed_flow(pb)
 
+    # a bare Prefect flow of the same number of trivial named tasks (same tags and options), same run
+    from prefect import flow as prefect_flow
+    from prefect import task as prefect_task
+    from prefect.cache_policies import NO_CACHE
+
+    def trivial() -> dict[str, bool]:
+        return {"ok": True}
+
+    @prefect_flow(name="bench-bare-prefect", persist_result=False)
+    def bare(count: int) -> None:
+        for i in range(count):
+            prefect_task(
+                trivial,
+                name=f"s{i}",
+                task_run_name=f"s{i}",
+                tags=["core.assert", "playbook:bench-overhead"],
+                persist_result=False,
+                cache_policy=NO_CACHE,
+                retries=0,
+                log_prints=False,
+            )()
+
+    bare(1)
+    t0 = time.perf_counter()
+    bare(1)
+    bare_fixed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bare(n)
+    bare_total = time.perf_counter() - t0
+    bare_per_task = (bare_total - bare_fixed) / (n - 1)
+
     # time from `runbook run` (a new process) to the first step starting
     one = tmp / "one.yaml"
     one.write_text(playbook_text(1).replace("bench-overhead", "bench-first-step"))
@@ -105,6 +136,12 @@ def main() -> None:
                 "flow_ms_total": round(engine * 1000, 1),
                 "flow_ms_one_step": round(fixed * 1000, 1),
                 "overhead_ms_per_step": round(((engine - fixed) - direct * (n - 1) / n) * 1000 / (n - 1), 2),
+                "bare_prefect_ms_total": round(bare_total * 1000, 1),
+                "bare_prefect_ms_one_task": round(bare_fixed * 1000, 1),
+                "bare_prefect_ms_per_task": round(bare_per_task * 1000, 2),
+                "engine_ms_per_step_beyond_prefect": round(
+                    ((engine - fixed) - direct * (n - 1) / n) * 1000 / (n - 1) - bare_per_task * 1000, 2
+                ),
                 "cli_run_to_first_step_s": round(to_first, 2),
                 "cli_run_total_s": round(total, 2),
                 "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The embedded default Prefect server: SQLite under the runbook data directory, telemetry off.
 # Usage: scripts/prefect_server.sh start|stop|status   (idempotent; waits until healthy)
+# RUNBOOK_PREFECT_DB=postgres runs it on the local PostgreSQL instead (database `prefect`, created
+# when missing; PREFECT_PG_URL overrides the asyncpg URL): for many concurrent runs or approvals.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$HERE/.venv}
@@ -8,7 +10,15 @@ RUNBOOK_HOME=${RUNBOOK_HOME:-$HOME/.runbook}
 PORT=${RUNBOOK_PREFECT_PORT:-4200}
 export PREFECT_HOME="$RUNBOOK_HOME/prefect"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
-export PREFECT_API_DATABASE_CONNECTION_URL=${PREFECT_API_DATABASE_CONNECTION_URL:-"sqlite+aiosqlite:///$PREFECT_HOME/prefect.db"}
+if [ "${RUNBOOK_PREFECT_DB:-sqlite}" = postgres ]; then
+  PG_URL=${PREFECT_PG_URL:-postgresql+asyncpg://root@127.0.0.1:5432/prefect}
+  DB=${PG_URL##*/}
+  psql -h 127.0.0.1 -U root -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB'" | grep -q 1 \
+    || psql -h 127.0.0.1 -U root -d postgres -c "CREATE DATABASE \"$DB\"" >/dev/null
+  export PREFECT_API_DATABASE_CONNECTION_URL=$PG_URL
+else
+  export PREFECT_API_DATABASE_CONNECTION_URL=${PREFECT_API_DATABASE_CONNECTION_URL:-"sqlite+aiosqlite:///$PREFECT_HOME/prefect.db"}
+fi
 export PREFECT_UI_ENABLED=${PREFECT_UI_ENABLED:-true}
 export PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$PORT
 mkdir -p "$PREFECT_HOME"
