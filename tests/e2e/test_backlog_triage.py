@@ -45,13 +45,13 @@ def test_poison_backlog_is_quarantined_and_dlq_redriven(e2e_env: Settings, kube:
         # the gated steps proposed, with their rendered calls, in order
         assert approver.steps() == ["quarantine", "redrive_canary", "redrive_rest"], approver.outputs
         q = approver.request("quarantine")
-        assert q.action == "rabbitmq.move_messages"
-        assert q.params["source"] == fault.queue and q.params["destination"] == fault.quarantine
-        assert (q.params["mode"], q.params["count"]) == ("first", 1)
+        assert q.action == "queue.quarantine"
+        assert q.params["queue"] == fault.queue and q.params["quarantine_queue"] == fault.quarantine
+        assert q.params["ids"] == [fault.poison_id]  # exactly the suspect, by id
         assert set(q.approvers) == {"incident-commander", "queue-owner"}
         canary = approver.request("redrive_canary").params
-        assert (canary["source"], canary["destination"], canary["count"]) == (fault.dlq, fault.queue, 5)
-        assert approver.request("redrive_rest").params["mode"] == "all"
+        assert (canary["dlq"], canary["queue"], canary["count"]) == (fault.dlq, fault.queue, 5)
+        assert approver.request("redrive_rest").params.get("count") is None  # the rest
         assert all("-> 0" in line for line in approver.outputs), approver.outputs
         # the system afterwards: poison aside, DLQ redriven into the queue and consumed
         assert fault.quarantined_ids() == [fault.poison_id]

@@ -43,11 +43,11 @@ def test_draft_of_a_poison_message_incident(
     assert text.startswith("# Postmortem draft: backlog-triage — Queue depth > 1000 on plans")
     assert "- Outcome: **completed**" in text
     assert "| impact start (incident created) | 2026-11-23 03:00:00 UTC |" in text
-    assert "Verdict: **poison_messages** — 1 message(s) at the head of plans" in text
+    assert "Verdict: **poison_messages** — 1 message(s) of plans carry failure evidence (ids job-7731)" in text
     assert "Other rules that also held (competing explanations to rule out): retry_storm." in text
     # mitigations taken, with the action, and the decisions with who/why
-    assert "- Taken: `quarantine` (rabbitmq.move_messages)" in text
-    assert "- Taken: `redrive_rest` (rabbitmq.move_messages)" in text
+    assert "- Taken: `quarantine` (queue.quarantine)" in text
+    assert "- Taken: `redrive_rest` (queue.redrive)" in text
     assert "- `quarantine`: **approved** by alice at " in text
     assert '"job-7731 blocks the head"' in text
     assert "- `redrive_rest`: **approved** by bob" in text

@@ -110,6 +110,7 @@ def sample(ctx: ActionContext, params: SampleParams) -> SampleResult:
         messages=[m.row() for m in messages],
         suspects=found.ids,
         suspect_count=len(found.ids),
+        strong_suspects=found.strong,
         suspect_evidence=found.evidence,
         indistinguishable=found.indistinguishable,
         candidates=found.candidates,

@@ -28,6 +28,9 @@ class Suspects:
     indistinguishable: bool = False
     candidates: list[str] = field(default_factory=list)
     wedged: list[str] = field(default_factory=list)
+    # suspects on counted evidence (attempts, deliveries, x-death): they hold even while the queue
+    # completes other work; wedged-only and requeue-flag suspects mean something only when it does not
+    strong: list[str] = field(default_factory=list)
 
 
 def wedged(messages: Sequence[Message], wedge_seconds: float) -> list[str]:
@@ -55,6 +58,8 @@ def find_suspects(
             why.append(f"delivered {m.delivery_count} times")
         if m.deaths >= min_deaths:
             why.append(f"dead-lettered {m.deaths} times (x-death)")
+        if why:
+            found.strong.append(m.id)
         if m.id in found.wedged:
             why.append(f"held by a worker for {m.in_flight_seconds:.0f}s")
         if why:

@@ -78,6 +78,10 @@ class SampleResult(ActionResult):
     messages: list[dict[str, Any]]
     suspects: list[str]
     suspect_count: int
+    strong_suspects: list[str] = Field(
+        default_factory=list,
+        description="suspects on counted evidence (attempts, deliveries, x-death): hold while work completes",
+    )
     suspect_evidence: list[str]
     indistinguishable: bool
     candidates: list[str]
