@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ensure the local services runbook needs: RabbitMQ (management + shovel plugins) and PostgreSQL.
+# Ensure the local services runbook needs: RabbitMQ (management + shovel plugins), PostgreSQL and Redis
+# (BullMQ queues).
 # Installs them from apt when absent (as root), starts them when stopped, waits until they answer.
 set -euo pipefail
 # `scripts/services.sh monitoring`: these services, then Prometheus and Alertmanager for the tests that need
@@ -9,6 +10,7 @@ need_apt=()
 command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from apt"
   export DEBIAN_FRONTEND=noninteractive
@@ -45,4 +47,13 @@ for _ in $(seq 1 90); do
   curl -fsS -m 2 -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && break; sleep 1
 done
 curl -fsS -m 2 -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null || { echo "RabbitMQ management API did not answer" >&2; exit 1; }
-echo "services: PostgreSQL and RabbitMQ (management, shovel) are up"
+
+# Redis (BullMQ): loopback only, no persistence, started as env's machine notes say
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 40); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.25; done
+fi
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { echo "Redis did not start" >&2; exit 1; }
+echo "services: PostgreSQL, RabbitMQ (management, shovel) and Redis are up"
