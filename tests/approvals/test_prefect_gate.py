@@ -149,7 +149,7 @@ def test_forged_resume_through_the_prefect_api_is_refused(
     assert approvals.store.get(row.id).status == "pending"  # type: ignore[union-attr]
     click(gateway, block_actions("U0BOB", ApprovalAction.DENY, f"{row.id}:{row.plan_hash}", reason="no"))
     final = run.join()
-    assert final.is_failed() and "denied" in (final.message or "")
+    assert final.is_cancelled() and final.name == "Denied" and "denied" in (final.message or "")
     assert rabbit.ready(ch, name) == 7
 
 
@@ -162,7 +162,8 @@ def test_expiry_inside_a_flow_run_is_a_denial_not_a_pause_timeout(
 ) -> None:
     name, ch = queue
     final = FlowThread("3s", name).join()
-    assert final.is_failed() and final.message.startswith("denied"), final.message
+    assert final.is_cancelled() and final.name == "Denied", final
+    assert final.message.startswith("denied"), final.message
     run_id = str(final.state_details.flow_run_id)
     purge = [e.kind.value for e in timeline.events(run_id) if e.step_id == "purge"]
     assert purge == ["approval.requested", "approval.expired"]

@@ -27,9 +27,20 @@ class RunPauser(Protocol):
     def current_run_id(self) -> str | None:
         """The orchestrator run this thread executes, or None outside one."""
 
-    def park(self, flow_run_id: str, request_id: int, nonce: str, timeout_seconds: int) -> bool:
+    def park(
+        self,
+        flow_run_id: str,
+        request_id: int,
+        nonce: str,
+        timeout_seconds: int,
+        *,
+        description: str = "",
+        message: str = "",
+    ) -> bool:
         """Mark the run as waiting for this request; False when the orchestrator could not be told
-        (retried within a bound; the run waits on the store either way)."""
+        (retried within a bound; the run waits on the store either way). ``description`` is the
+        request in Markdown (what the orchestrator's UI shows of the pause), ``message`` one line
+        for the paused state itself."""
 
     def still_parked(self, flow_run_id: str, request_id: int) -> bool | None:
         """True while the orchestrator still shows the run parked for this request, False when
@@ -46,7 +57,16 @@ class NoPauser:
     def current_run_id(self) -> str | None:
         return None
 
-    def park(self, flow_run_id: str, request_id: int, nonce: str, timeout_seconds: int) -> bool:
+    def park(
+        self,
+        flow_run_id: str,
+        request_id: int,
+        nonce: str,
+        timeout_seconds: int,
+        *,
+        description: str = "",
+        message: str = "",
+    ) -> bool:
         return False
 
     def still_parked(self, flow_run_id: str, request_id: int) -> bool | None:

@@ -251,16 +251,28 @@ class StoreGate:
             if pauser.still_parked(run, row.id) is not False or self._decided(row.id):
                 continue
             self._refuse_forged(row, recorder)
-            parked = self._park(row, run)
+            parked = self._park(row, run, refused=True)
         if ever_parked:
             pauser.unpark(
                 run, row.id, waiter.status, lambda line: self._bookkeeping_note(row, recorder, line)
             )
 
-    def _park(self, row: RequestRow, flow_run_id: str) -> bool:
+    def _park(self, row: RequestRow, flow_run_id: str, *, refused: bool = False) -> bool:
         left = (row.expires_at - datetime.now(UTC)).total_seconds()
         timeout = int(math.ceil(max(left, 0) + PAUSE_MARGIN_SECONDS))
-        return self.approvals.pauser.park(flow_run_id, row.id, uuid.uuid4().hex[:8], timeout)
+        try:
+            who = self.approvals.policy.get().members(row.request.approvers)
+        except Exception as exc:  # noqa: BLE001 - the pause's text must not stop the wait
+            log.warning("approvers for the pause description: %s", exc)
+            who = []
+        return self.approvals.pauser.park(
+            flow_run_id,
+            row.id,
+            uuid.uuid4().hex[:8],
+            timeout,
+            description=request_markdown(row, who, slack=not self.console),
+            message=pause_message(row, refused=refused, slack=not self.console),
+        )
 
     def _decided(self, request_id: int) -> bool:
         current = self.approvals.store.get(request_id)
@@ -309,6 +321,87 @@ def console_instructions(row: RequestRow, who: list[str]) -> str:
             f"  └ deny:    {cmd} --as USER --deny --reason TEXT",
         ]
     )
+
+
+#: the exact call shown in an orchestrator's description is clipped here (the fence is always closed)
+MARKDOWN_CALL_LIMIT = 6000
+REFUSED_HERE = (
+    "**Resume here is refused.** A Resume in the Prefect UI or API records no decision: runbook"
+    " refuses it, records the refusal in the run's timeline and keeps this run paused."
+)
+
+
+def _decide_commands(req: GateRequest) -> tuple[str, str]:
+    cmd = f"runbook approve {req.run_id} {req.step_id}"
+    return f"{cmd} --as USER [--reason TEXT]", f"{cmd} --as USER --deny --reason TEXT"
+
+
+def request_markdown(row: RequestRow, who: list[str], *, slack: bool) -> str:
+    """The request as Markdown for an orchestrator's UI (the Prefect pause description and the
+    approval artifact): step, exact call, what it does, evidence, approvers, expiry, how to decide."""
+    import json
+
+    req = row.request
+    call = json.dumps(req.params, indent=2, sort_keys=False, default=str)
+    if len(call) > MARKDOWN_CALL_LIMIT:
+        call = f"{call[:MARKDOWN_CALL_LIMIT]}\n… (clipped; the full call: `runbook timeline {req.run_id}`)"
+    call = call.replace("```", "`\u200b``")
+    left = max((row.expires_at - datetime.now(UTC)).total_seconds(), 0)
+    need = f"{req.min_approvals} approvals" if req.min_approvals > 1 else "1 approval"
+    rules = need + ("; not the person who started the run" if req.two_person else "")
+    evidence = [f"- **{k}**: {_one_line(v)}" for k, v in req.evidence.items()] or ["- (none recorded)"]
+    approve, deny = _decide_commands(req)
+    how = []
+    if slack:
+        how.append("- **Slack**: the Approve / Deny buttons on this request in the incident channel")
+    how += [f"- **CLI** approve: `{approve}`", f"- **CLI** deny: `{deny}`"]
+    waiting = "Waiting for a human" if req.kind == "manual" else "Waiting for approval"
+    return "\n".join(
+        [
+            f"### {waiting}: {req.step_title}",
+            f"Step `{req.step_id}` of playbook `{req.playbook}` (attempt {req.attempt}), run `{req.run_id}`",
+            "",
+            f"**What it does:** {req.description}",
+            "",
+            f"**Exact call** `{req.action}` (plan `{short(req.plan_hash)}`):",
+            "```json",
+            call,
+            "```",
+            "**Why (evidence):**",
+            *evidence,
+            "",
+            f"**Who may approve:** {', '.join(req.approvers) or '(no role)'}"
+            f" — {', '.join(who) or 'nobody configured (RUNBOOK_APPROVERS)'}; {rules}",
+            "",
+            f"**Expires:** {row.expires_at.strftime('%Y-%m-%d %H:%M:%S')} UTC (in {format_duration(left)});"
+            " not decided by then, it is a denial",
+            "",
+            "**How to decide:**",
+            *how,
+            "",
+            REFUSED_HERE,
+        ]
+    )
+
+
+def pause_message(row: RequestRow, *, refused: bool = False, slack: bool = True) -> str:
+    """One line for the paused state: which step waits, until when, where to answer."""
+    req = row.request
+    approve, _ = _decide_commands(req)
+    head = (
+        "A Resume through Prefect was refused (no decision recorded); still waiting" if refused else "Waiting"
+    )
+    return (
+        f"{head} for approval of {req.step_title} (step {req.step_id}) by {', '.join(req.approvers)}"
+        f" until {row.expires_at.strftime('%H:%M')} UTC; decide {'in Slack or with ' if slack else 'with '}"
+        f"`{approve}`."
+        " Resume here is refused."
+    )
+
+
+def _one_line(value: Any, limit: int = 400) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def gate_kwargs(settings: Any) -> dict[str, Any]:

@@ -11,20 +11,40 @@ outputs are redacted and never persisted as Prefect results (``persist_result=Fa
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from pydantic import Field, ValidationError
+
+from runbook.actions.context import ActionError
 from runbook.actions.registry import ActionSpec
-from runbook.compiler.engine import Engine, RunOptions, RunOutcome, StepRunner, direct_runner
+from runbook.compiler.engine import (
+    Engine,
+    RunOptions,
+    RunOutcome,
+    StepFailed,
+    StepRunner,
+    direct_runner,
+    is_transient,
+)
 from runbook.compiler.params import coerce_params
+from runbook.compiler.prefect_log import (
+    PrefectRunSink,
+    expect_failure,
+    postmortem_artifact,
+    quiet_expected_failures,
+)
 from runbook.compiler.wiring import RunWiring, WiringFactory
+from runbook.core.expressions import ExpressionError
 from runbook.core.states import RunStatus
-from runbook.spec.models import Playbook, Step
+from runbook.spec.models import ParamSpec, Playbook, Step
 from runbook.store import launches
 
 if TYPE_CHECKING:
     from prefect import Flow
 
+log = logging.getLogger("runbook.prefect")
 StepCall = Callable[[], dict[str, Any]]
 SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
@@ -42,6 +62,7 @@ class PrefectStepRunner:
         from prefect import task as prefect_task
         from prefect.cache_policies import NO_CACHE
 
+        quiet_expected_failures()
         self.playbook = playbook
         self._task: Any = prefect_task  # Prefect's overloads do not cover a per-step options call
         self._no_cache = NO_CACHE
@@ -64,6 +85,19 @@ class PrefectStepRunner:
             "log_prints": False,
         }
 
+    @staticmethod
+    def _expected(step: Step, exc: BaseException) -> None:
+        """A typed failure runbook expects: Prefect logs it without a traceback (see prefect_log)."""
+        if not isinstance(exc, ActionError | StepFailed | ExpressionError | ValidationError):
+            return
+        from prefect.context import TaskRunContext
+
+        ctx = TaskRunContext.get()
+        if ctx is None:
+            return
+        tolerated = step.on_failure == "continue" or (step.retries > 0 and is_transient(exc))
+        expect_failure(str(ctx.task_run.id), tolerated)
+
     def __call__(self, step: Step, spec: ActionSpec, call: StepCall) -> dict[str, Any]:
         box: dict[str, Any] = {}
 
@@ -73,6 +107,7 @@ class PrefectStepRunner:
                 out = call()
             except BaseException as exc:
                 box["error"] = exc
+                self._expected(step, exc)
                 raise
             box["output"] = out
             return out
@@ -104,10 +139,49 @@ def prefect_step_runner(playbook: Playbook) -> StepRunner:
     return PrefectStepRunner(playbook)
 
 
+def _annotation(spec: ParamSpec) -> Any:
+    """The param's type for Prefect's form and validation: ``Literal`` for an ``enum``, bounds as
+    ``ge``/``le`` (descriptions travel in the docstring, which is where Prefect reads them)."""
+    base: Any = spec.python_type()
+    if spec.enum:
+        base = Literal[tuple(spec.enum)]
+    if spec.type not in ("integer", "number") or (spec.minimum is None and spec.maximum is None):
+        return base
+
+    def bound(value: float | None) -> float | None:
+        return int(value) if value is not None and spec.type == "integer" and value.is_integer() else value
+
+    return Annotated[base, Field(ge=bound(spec.minimum), le=bound(spec.maximum))]
+
+
+def _param_doc(name: str, spec: ParamSpec) -> str:
+    """One ``Args:`` entry: the playbook's description, then what the form cannot show itself."""
+    extra = []
+    if spec.pattern:
+        extra.append(f"must match {spec.pattern}")
+    if spec.required and spec.default is None:
+        extra.append("required")
+    text = " ".join(spec.description.split()) or name
+    return f"    {name}: {text}" + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _docstring(playbook: Playbook) -> str:
+    """The flow's doc: title, description, and an ``Args:`` section Prefect turns into the
+    descriptions of the run form's fields."""
+    args = [_param_doc(n, s) for n, s in playbook.params.items()]
+    args += [
+        "    incident: the PagerDuty incident that started the run (set by the gateway)",
+        "    launch: one-time launch token (set by the gateway; leave empty)",
+        "    dry_run: run read-only steps only and describe what destructive ones would do",
+    ]
+    description = " ".join(playbook.description.split())
+    return "\n".join([playbook.title, "", description, "", "Args:", *args, ""])
+
+
 def _signature(playbook: Playbook) -> inspect.Signature:
     params = []
     for name, spec in playbook.params.items():
-        annotation: Any = spec.python_type()
+        annotation: Any = _annotation(spec)
         default = spec.default if spec.default is not None or not spec.required else inspect.Parameter.empty
         if default is None:
             annotation = annotation | None
@@ -138,12 +212,15 @@ def run_playbook_here(
     system = {k: kwargs.pop(k) for k in SYSTEM_PARAMS if k in kwargs}
     launch = launches.resolve(rt.store.db, system.get("launch"), run_id, auto_scheduled=auto_scheduled)
     incident = launch.incident if launch.incident is not None else system.get("incident")
+    sinks = rt.sinks(run_id, playbook)
+    if prefect:
+        sinks.append(PrefectRunSink(rt.store, run_id))  # the timeline as the flow run's log
     engine = Engine(
         rt.settings,
         rt.registry,
         rt.store,
         gate=rt.gate(),
-        sinks=rt.sinks(run_id, playbook),
+        sinks=sinks,
         step_runner=prefect_step_runner(playbook) if prefect else direct_runner,
         # how often the run proves it is alive (the reaper's threshold must be several beats)
         heartbeat_seconds=rt.settings.heartbeat_seconds,
@@ -159,6 +236,29 @@ def run_playbook_here(
     return engine.run(playbook, opts)
 
 
+def final_state(outcome: RunOutcome) -> Any:
+    """The flow run's end state. A denial (or an abort) is its own state, not a failure: Prefect
+    shows a ``Cancelled``-type state named ``Denied`` (``Aborted``), grey, apart from the red
+    ``Failed`` of runs that really failed. The CLI's exit codes come from runbook's store (0, 1, 2)."""
+    from prefect.states import Cancelled, Completed, Failed
+
+    summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
+    message = f"{outcome.status}: {outcome.reason or ''}".strip().rstrip(":")
+    if outcome.status == RunStatus.COMPLETED:
+        return Completed(message="completed", data=summary)
+    if outcome.status in (RunStatus.DENIED, RunStatus.ABORTED):
+        return Cancelled(name=str(outcome.status).capitalize(), message=message[:2000], data=summary)
+    return Failed(message=message[:2000], data=summary)
+
+
+def _after_run(store: Any, run_id: str) -> None:
+    """Once the run's end is recorded: the postmortem draft as an artifact (best effort)."""
+    try:
+        postmortem_artifact(store, run_id)
+    except Exception as exc:  # noqa: BLE001 - an artifact must never change a run's outcome
+        log.info("postmortem artifact: %s", type(exc).__name__)
+
+
 def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
     """A Prefect ``Flow`` that runs ``playbook``; its final state mirrors the run's status.
 
@@ -166,7 +266,6 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
     collaborators: see :mod:`runbook.runtime` (``Runtime.flow``), the one place that builds them."""
     from prefect import flow
     from prefect.runtime import flow_run
-    from prefect.states import Completed, Failed
 
     from runbook.compiler.prefect_runs import settle
 
@@ -176,21 +275,20 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
         ctx = FlowRunContext.get()
         scheduled = bool(ctx and ctx.flow_run and getattr(ctx.flow_run, "auto_scheduled", False))
         run_id = str(flow_run.id)
+        rt = wiring()
         try:
             outcome = run_playbook_here(
-                playbook, run_id, dict(kwargs), wiring(), prefect=True, auto_scheduled=scheduled
+                playbook, run_id, dict(kwargs), rt, prefect=True, auto_scheduled=scheduled
             )
         finally:
             settle(run_id)  # pending Prefect bookkeeping (an unparked approval) before the final state
-        summary = {"run_id": outcome.run_id, "status": outcome.status, "reason": outcome.reason}
-        if outcome.status == RunStatus.COMPLETED:
-            return Completed(message="completed", data=summary)
-        return Failed(message=f"{outcome.status}: {outcome.reason or ''}".strip(), data=summary)
+        _after_run(rt.store, run_id)
+        return final_state(outcome)
 
     run.__signature__ = _signature(playbook)  # type: ignore[attr-defined]
     run.__name__ = playbook.name.replace("-", "_")
     run.__qualname__ = run.__name__
-    run.__doc__ = f"{playbook.title}\n\n{playbook.description}"
+    run.__doc__ = _docstring(playbook)
     decorate: Any = flow  # Prefect's overloads do not cover a callable with a built signature
     built: Flow[Any, Any] = decorate(
         run,

@@ -72,15 +72,46 @@ def server_problem(api_url: str, budget_seconds: float = 15.0) -> str | None:
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
 
-def approval_input_model() -> type:
-    """The typed input a paused run waits for (Prefect validates it; the store decides)."""
+def approval_input_model(description: str = "") -> type:
+    """The typed input a paused run waits for (Prefect validates it; the store decides). With a
+    ``description``, Prefect's Resume dialog shows it (Markdown) above the two fields."""
     from prefect.input import RunInput
+    from pydantic import Field
 
     class ApprovalInput(RunInput):
-        request_id: int
-        outcome: str
+        request_id: int = Field(description="runbook's approval request id (set by runbook itself)")
+        outcome: str = Field(
+            description="set by runbook once a decision is recorded; a Resume typed here is refused"
+        )
 
-    return ApprovalInput
+    return ApprovalInput.with_initial_data(description=description) if description else ApprovalInput
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
+    import re
+
+    text = "-".join(parts).lower()
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", text)).strip("-")[:100] or "runbook"
+
+
+def create_artifact(flow_run_id: str, key: str, markdown: str, description: str) -> bool:
+    """A Markdown artifact on that flow run (best effort: Prefect is bookkeeping)."""
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    try:
+        artifact = ArtifactCreate(
+            key=artifact_key(key),
+            type="markdown",
+            data=markdown,
+            description=description[:500],
+            flow_run_id=UUID(flow_run_id),
+        )
+        with_retries(lambda: _sync_client().create_artifact(artifact), 5.0, "artifact")
+        return True
+    except Exception as exc:  # noqa: BLE001 - an artifact must never fail a run
+        log.info("could not create artifact %s on %s: %s", key, flow_run_id, type(exc).__name__)
+        return False
 
 
 _client_lock = threading.Lock()
@@ -183,14 +214,31 @@ class PrefectPauser:
         ctx = FlowRunContext.get()
         return str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None
 
-    def park(self, flow_run_id: str, request_id: int, nonce: str, timeout_seconds: int) -> bool:
-        """Paused (key ``rb-approval-<request>-<nonce>``) plus the input schema the UI shows."""
+    def __init__(self) -> None:
+        self._announced: set[tuple[str, int]] = set()
+
+    def park(
+        self,
+        flow_run_id: str,
+        request_id: int,
+        nonce: str,
+        timeout_seconds: int,
+        *,
+        description: str = "",
+        message: str = "",
+    ) -> bool:
+        """Paused (key ``rb-approval-<request>-<nonce>``, ``message`` on the state) plus the input
+        schema and ``description`` the Resume dialog shows; the first time for a request, the same
+        Markdown as an ``approval-…`` artifact of the run."""
         from prefect.input.run_input import keyset_from_paused_state
         from prefect.states import Paused
 
-        model: Any = approval_input_model()
+        model: Any = approval_input_model(description)
         state: Any = Paused(
-            timeout_seconds=timeout_seconds, reschedule=False, pause_key=pause_key(request_id, nonce)
+            timeout_seconds=timeout_seconds,
+            reschedule=False,
+            pause_key=pause_key(request_id, nonce),
+            message=message[:2000] or None,
         )
         keyset: Any = keyset_from_paused_state(state)
         state.state_details.run_input_keyset = keyset
@@ -204,10 +252,15 @@ class PrefectPauser:
             return True
 
         try:
-            return with_retries(go, PARK_BUDGET_SECONDS, "park")
+            parked = with_retries(go, PARK_BUDGET_SECONDS, "park")
         except Exception as exc:  # noqa: BLE001 - Prefect is bookkeeping; the run waits on the store
             log.info("could not mark flow run %s paused: %s", flow_run_id, type(exc).__name__)
             return False
+        if parked and description and (flow_run_id, request_id) not in self._announced:
+            self._announced.add((flow_run_id, request_id))
+            title = description.splitlines()[0].lstrip("# ").strip()
+            create_artifact(flow_run_id, f"approval-{request_id}", description, title)
+        return parked
 
     def still_parked(self, flow_run_id: str, request_id: int) -> bool | None:
         try:

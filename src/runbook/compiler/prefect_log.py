@@ -1,0 +1,192 @@
+"""What a run shows on its Prefect page besides its state: the timeline as the run's log, the verdict
+and the postmortem as Markdown artifacts, and Prefect's own task-failure lines without tracebacks
+for the failures runbook expects (a typed action error is a finding, not a crash).
+
+* :class:`PrefectRunSink` is a timeline sink: every event of the run becomes one line of the flow
+  run's log (INFO; WARNING for tolerated failures, refusals, denials and expiries; ERROR for a failure
+  that stops the run), events other processes recorded (a decision made in Slack) included, in order.
+  A ``Root cause: …`` finding also becomes the run's ``verdict`` artifact.
+* :func:`quiet_expected_failures` installs one filter on Prefect's task-run logger: for a task run
+  that failed with an expected error (marked by :func:`expect_failure`), Prefect's "Task run failed"
+  line is dropped and its "Finished in state Failed" line keeps no traceback, at WARNING when the
+  playbook tolerates the failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from runbook.core.events import Event, Kind
+from runbook.store.timeline import TimelineStore
+
+log = logging.getLogger("runbook.prefect")
+
+#: the logger whose records go to the Prefect API as the flow run's log (never to the console:
+#: the console already has the timeline through its own sink)
+RUN_LOGGER = "runbook.run"
+VERDICT_PREFIX = "Root cause:"
+WARNING_KINDS = {Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED, Kind.APPROVAL_VOIDED, Kind.APPROVAL_REFUSED}
+
+_logger_lock = threading.Lock()
+
+
+def run_logger() -> logging.Logger:
+    """``runbook.run``: INFO and up, to the Prefect API only (the handler Prefect's run loggers use)."""
+    logger = logging.getLogger(RUN_LOGGER)
+    with _logger_lock:
+        if not getattr(logger, "_runbook_ready", False):
+            from prefect.logging.handlers import APILogHandler
+
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+            logger.addHandler(APILogHandler())
+            logger._runbook_ready = True  # type: ignore[attr-defined]
+    return logger
+
+
+def level_of(event: Event) -> int:
+    if event.kind == Kind.STEP_FAILED:
+        d = event.details
+        tolerated = d.get("will_retry") or d.get("on_failure") == "continue"
+        return logging.WARNING if tolerated else logging.ERROR
+    if event.kind in WARNING_KINDS:
+        return logging.WARNING
+    if event.kind == Kind.RUN_FINISHED:
+        status = str(event.details.get("status", ""))
+        return {"failed": logging.ERROR, "crashed": logging.ERROR, "completed": logging.INFO}.get(
+            status, logging.WARNING
+        )
+    return logging.INFO
+
+
+def log_line(event: Event) -> str:
+    step = f"{event.step_id}: " if event.step_id else ""
+    who = f" [{event.actor}]" if event.actor else ""
+    return f"{event.kind.value} {step}{event.summary}{who}"
+
+
+def verdict_markdown(event: Event) -> str:
+    details = {k: v for k, v in event.details.items() if isinstance(v, str | int | float | bool)}
+    rows = [f"| {k} | {' '.join(str(v).split())[:300]} |" for k, v in details.items()]
+    table = ["", "| field | value |", "| --- | --- |", *rows] if rows else []
+    step = f" (step `{event.step_id}`)" if event.step_id else ""
+    return "\n".join([f"### {event.summary}", f"Recorded {event.time:%Y-%m-%d %H:%M:%S} UTC{step}", *table])
+
+
+class PrefectRunSink:
+    """The run's timeline mirrored to its Prefect flow run (see the module doc). Best effort."""
+
+    def __init__(self, store: TimelineStore, flow_run_id: str) -> None:
+        self.store = store
+        self.flow_run_id = flow_run_id
+        self._last_id = 0
+        self._lock = threading.Lock()
+        self._logger: logging.Logger | None = None
+
+    def publish(self, event: Event) -> None:
+        try:
+            with self._lock:
+                if event.id is not None and event.id > self._last_id + 1:
+                    self._catch_up(before=event.id)  # recorded by another process meanwhile
+                self._write(event)
+        except Exception as exc:  # noqa: BLE001 - the Prefect log is a mirror; the store is the record
+            log.info("prefect run log: %s", type(exc).__name__)
+
+    def catch_up(self) -> None:
+        """Log what other processes recorded after our last event (called as the run ends)."""
+        try:
+            with self._lock:
+                self._catch_up(before=None)
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.info("prefect run log: %s", type(exc).__name__)
+
+    def _catch_up(self, before: int | None) -> None:
+        for e in self.store.events(self.flow_run_id, after_id=self._last_id):
+            if before is not None and e.id is not None and e.id >= before:
+                break
+            self._write(e)
+
+    def _write(self, event: Event) -> None:
+        if event.id is not None:
+            if event.id <= self._last_id:
+                return
+            self._last_id = event.id
+        if self._logger is None:
+            self._logger = run_logger()
+        self._logger.log(level_of(event), log_line(event), extra={"flow_run_id": self.flow_run_id})
+        if event.kind == Kind.FINDING and event.summary.startswith(VERDICT_PREFIX):
+            from runbook.compiler.prefect_runs import create_artifact
+
+            create_artifact(self.flow_run_id, "verdict", verdict_markdown(event), event.summary)
+
+
+# -- Prefect's own lines for expected task failures ------------------------------------------------
+
+_expected: dict[str, int] = {}  # task run id -> level for its failure lines
+_expected_lock = threading.Lock()
+_installed = False
+
+
+def expect_failure(task_run_id: str, tolerated: bool) -> None:
+    """This task run is failing with an error runbook expects (no traceback, level by tolerance)."""
+    with _expected_lock:
+        _expected[task_run_id] = logging.WARNING if tolerated else logging.ERROR
+        if len(_expected) > 10_000:  # a long-lived worker: forget the oldest
+            for key in list(_expected)[:5_000]:
+                _expected.pop(key, None)
+
+
+class _ExpectedFailureFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        task_run_id = str(getattr(record, "task_run_id", "") or "")
+        if not task_run_id:
+            return True
+        with _expected_lock:
+            level = _expected.get(task_run_id)
+        if level is None:
+            return True
+        message = str(record.msg)
+        if message.startswith("Task run failed with"):
+            return False  # the timeline's step.failed line says it, once
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        if record.levelno > level:
+            record.levelno = level
+            record.levelname = logging.getLevelName(level)
+        return True
+
+
+def quiet_expected_failures() -> None:
+    """Install the filter on Prefect's task-run logger (once per process)."""
+    global _installed
+    with _expected_lock:
+        if _installed:
+            return
+        logging.getLogger("prefect.task_runs").addFilter(_ExpectedFailureFilter())
+        _installed = True
+
+
+def postmortem_artifact(store: TimelineStore, flow_run_id: str) -> bool:
+    """The run's postmortem draft (the last one ``timeline.postmortem`` wrote) as an artifact."""
+    from pathlib import Path
+
+    from runbook.compiler.prefect_runs import create_artifact
+
+    path = ""
+    for e in store.events(flow_run_id):
+        if e.kind == Kind.STEP_SUCCEEDED and e.details.get("action") == "timeline.postmortem":
+            output: Any = e.details.get("output") or {}
+            path = str(output.get("path") or "") or path
+    if not path:
+        return False
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        log.info("postmortem artifact: %s", type(exc).__name__)
+        return False
+    if len(text) > 200_000:
+        text = text[:200_000] + f"\n\n… (clipped; the full draft is {path})"
+    return create_artifact(flow_run_id, "postmortem", text, f"Postmortem draft ({Path(path).name})")
