@@ -43,7 +43,7 @@ def test_draft_of_a_poison_message_incident(
     assert text.startswith("# Postmortem draft: backlog-triage — Queue depth > 1000 on plans")
     assert "- Outcome: **completed**" in text
     assert "| impact start (incident created) | 2026-11-23 03:00:00 UTC |" in text
-    assert "Verdict: **poison_messages** — 1 message(s) of plans carry failure evidence (ids job-7731)" in text
+    assert "Verdict: **poison_messages** — 1 message(s) of plans carry failure evidence (ids job-7731" in text
     assert "Other rules that also held (competing explanations to rule out): retry_storm." in text
     # mitigations taken, with the action, and the decisions with who/why
     assert "- Taken: `quarantine` (queue.quarantine)" in text
@@ -56,9 +56,9 @@ def test_draft_of_a_poison_message_incident(
     assert "| canary_consumed | succeeded |" in text
     assert text.count("| approval.requested |") == 3
     # follow-ups for this verdict, then the ones every postmortem gets
-    assert "- [ ] Fail fast on unrecoverable errors and dead-letter the payload" in text
+    assert "dead-letter the payload instead of requeueing it (StarForge). | prevent | _unassigned_ |" in text
     assert "Enforce producer rate limits" not in text
-    assert "- [ ] Schedule a game-day that replays this incident (StarForge)." in text
+    assert "| Schedule a game-day that replays this incident (StarForge). | process |" in text
 
 
 def test_draft_shows_declined_mitigations_and_failures(
@@ -71,14 +71,15 @@ def test_draft_shows_declined_mitigations_and_failures(
     assert "- `scale_consumers`: **denied** by carol" in text
     assert '"DB budget reserved for the billing batch"' in text
     assert "- Taken: `pause_producer_flag` (postgres.execute)" in text
-    assert "- [ ] Enforce producer rate limits at the API" in text
+    assert "| Enforce producer rate limits at the API" in text
 
     failed_id = rehearse("backlog_triage/consumer_outage.yaml", registry, settings, store)
     failed = render_postmortem(store, failed_id)
-    assert "- Outcome: **failed** — canary messages came back to plans-dlq" in failed
+    assert "- Outcome: **failed** — canary messages came back to the failed set / DLQ of plans" in failed
     assert "- Failed: `canary_clean`" in failed
     assert "| impact start (run started) |" in failed  # no incident: the run start is the best bound
-    assert "- [ ] Fix the crash cause found in the consumer logs" in failed
+    assert "| Fix the crash cause found in the consumer logs (OOM, exception) and add a regression" in failed
+    assert "regression test (StarForge). | repair | _unassigned_ |" in failed
 
 
 def test_draft_without_a_verdict_or_approvals(

@@ -193,9 +193,41 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
-def load_followups(folder: Path | None = None) -> dict[str, list[str]]:
-    """Verdict -> follow-ups from ``followups.yaml`` of the operator's ``folder`` (else the
-    packaged one); an absent file gives none (the draft still renders)."""
+#: SRE-book action item types, guessed from a plain follow-up's first word (a mapping in
+#: followups.yaml says its own ``type`` and ``owner``)
+ITEM_TYPES = {
+    "alert": "detect",
+    "add": "prevent",
+    "fix": "repair",
+    "find": "investigate",
+    "write": "process",
+    "update": "process",
+    "schedule": "process",
+    "follow": "mitigate",
+    "never": "prevent",
+    "review": "prevent",
+}
+#: actions that tell people about the incident: never a mitigation, never evidence
+NOTIFICATION_PREFIXES = ("pagerduty.", "slack.")
+UNASSIGNED = "_unassigned_"
+
+
+def _item(raw: Any) -> dict[str, str] | None:
+    if isinstance(raw, dict) and raw.get("item"):
+        text = str(raw["item"])
+        kind, owner = raw.get("type"), raw.get("owner")
+    elif isinstance(raw, str | int | float) and str(raw).strip():
+        text, kind, owner = str(raw), None, None
+    else:
+        return None
+    guess = ITEM_TYPES.get(text.split(maxsplit=1)[0].lower().strip(",:"), "prevent") if text else "prevent"
+    return {"item": text, "type": str(kind or guess), "owner": str(owner or UNASSIGNED)}
+
+
+def load_followups(folder: Path | None = None) -> dict[str, list[dict[str, str]]]:
+    """Verdict -> action items ``{item, type, owner}`` from ``followups.yaml`` of the operator's
+    ``folder`` (else the packaged one); an entry is a string or ``{item, type, owner}``. An absent
+    file gives none (the draft still renders)."""
     try:
         text, _ = read_template(FOLLOWUPS_FILE, folder)
     except TemplateRefused:
@@ -203,7 +235,11 @@ def load_followups(folder: Path | None = None) -> dict[str, list[str]]:
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         return {}
-    return {str(k): [str(item) for item in v or []] for k, v in data.items() if isinstance(v, list)}
+    return {
+        str(k): [i for i in (_item(raw) for raw in v or []) if i is not None]
+        for k, v in data.items()
+        if isinstance(v, list)
+    }
 
 
 def _steps(events: list[Event]) -> list[dict[str, Any]]:
@@ -246,8 +282,54 @@ def _decisions(events: list[Event]) -> list[dict[str, Any]]:
     return out
 
 
+def is_notification(event: Event) -> bool:
+    """A step that tells people (PagerDuty notes, Slack posts): it mitigates nothing."""
+    return str(event.details.get("action") or "").startswith(NOTIFICATION_PREFIXES)
+
+
+def _alert_time(run: dict[str, Any], incident: dict[str, Any]) -> tuple[datetime | None, str]:
+    """When the alert itself fired: PagerDuty's ``created_at``, Alertmanager's ``startsAt``."""
+    params = run.get("params") or {}
+    alert: dict[str, Any] = params["alert"] if isinstance(params.get("alert"), dict) else {}
+    for value, source in (
+        (incident.get("created_at"), "PagerDuty incident created"),
+        (incident.get("startsAt") or incident.get("starts_at"), "Alertmanager alert started"),
+        (alert.get("startsAt"), "Alertmanager alert started"),
+    ):
+        when = _parse_time(value)
+        if when is not None:
+            return when, source
+    return None, ""
+
+
+KEY_KINDS = {
+    Kind.RUN_STARTED,
+    Kind.FINDING,
+    Kind.APPROVAL_APPROVED,
+    Kind.APPROVAL_DENIED,
+    Kind.APPROVAL_EXPIRED,
+    Kind.APPROVAL_REFUSED,
+    Kind.APPROVAL_VOIDED,
+    Kind.RUN_FINISHED,
+}
+
+
+def _key_events(events: list[Event]) -> list[Event]:
+    """The timeline a reader wants: findings, decisions, actions taken, failures; not every step."""
+    out = []
+    for e in events:
+        if (
+            e.kind in KEY_KINDS
+            or (e.kind == Kind.STEP_FAILED and not e.details.get("will_retry"))
+            or (e.kind == Kind.STEP_SUCCEEDED and e.details.get("destructive"))
+            or (e.kind == Kind.NOTE and e.actor in ("alertmanager", "pagerduty"))
+        ):
+            out.append(e)
+    return out
+
+
 def postmortem_facts(
-    run: dict[str, Any], events: list[Event], followups: dict[str, list[str]] | None = None
+    run: dict[str, Any], events: list[Event], followups: dict[str, list[dict[str, str]]] | None = None
 ) -> dict[str, Any]:
     """Everything the template needs, derived once from the events."""
     start = events[0].time if events else None
@@ -258,25 +340,37 @@ def postmortem_facts(
     decisions = [
         e for e in events if e.kind.value.startswith("approval.") and e.kind != Kind.APPROVAL_REQUESTED
     ]
-    taken = [e for e in events if e.kind == Kind.STEP_SUCCEEDED and e.details.get("destructive")]
+    taken = [
+        e
+        for e in events
+        if e.kind == Kind.STEP_SUCCEEDED and e.details.get("destructive") and not is_notification(e)
+    ]
     declined = [e for e in events if e.kind in (Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED)]
-    failed = [e for e in events if e.kind == Kind.STEP_FAILED and not e.details.get("will_retry")]
+    ended_failed = [e for e in events if e.kind == Kind.STEP_FAILED and not e.details.get("will_retry")]
+    failed = [e for e in ended_failed if not is_notification(e)]
+    notifications_failed = [e for e in ended_failed if is_notification(e)]
     finished = next((e for e in reversed(events) if e.kind == Kind.RUN_FINISHED), None)
     incident = (run.get("params") or {}).get("incident") or {}
-    alert_at = _parse_time(incident.get("created_at"))
+    alert_at, alert_source = _alert_time(run, incident)
     impact_start = alert_at or start
     mitigated_at = taken[0].time if taken else None
     table = followups or {}
     chosen = list(table.get(verdict, table.get("unknown", []))) if verdict else []
+    also = verdict_event.details.get("also_matched") if verdict_event else None
     return {
         "run": run,
         "events": events,
+        "key_events": _key_events(events),
         "start": start,
         "end": end,
         "duration": _duration(start, end) if start and end else "unknown",
         "impact_start": impact_start,
-        "impact_source": "incident created" if alert_at else "run started",
-        "detected_at": start,
+        "impact_source": ("incident created" if "PagerDuty" in alert_source else "alert started")
+        if alert_at
+        else "run started",
+        "detected_at": alert_at or start,
+        "detection_source": alert_source or "run started (no alert time recorded)",
+        "response_delay": _duration(alert_at, start) if alert_at and start else None,
         "mitigated_at": mitigated_at,
         "impact_duration": _duration(impact_start, end) if impact_start and end else "unknown",
         "steps": _steps(events),
@@ -284,14 +378,14 @@ def postmortem_facts(
         "verdict": verdict,
         "verdict_evidence": verdict_event.details.get("evidence") if verdict_event else None,
         "verdict_event": verdict_event,
-        "also_matched": [v for v in (verdict_event.details.get("also_matched") or []) if v != verdict]
-        if verdict_event and isinstance(verdict_event.details.get("also_matched"), list)
-        else [],
+        "also_matched": [v for v in also if v != verdict] if isinstance(also, list) else [],
         "decisions": decisions,
         "approvals": _decisions(events),
         "mitigations_taken": taken,
         "mitigations_declined": declined,
         "failures": failed,
+        "notifications_failed": notifications_failed,
+        "finished": finished is not None,
         "outcome": finished.details.get("status")
         if finished
         else "in progress (draft written before the run finished; `runbook postmortem RUN_ID` re-renders it)",
@@ -299,6 +393,7 @@ def postmortem_facts(
         "incident": incident,
         "followups": chosen,
         "followups_always": list(table.get("always", [])),
+        "action_items": chosen + list(table.get("always", [])),
     }
 
 

@@ -7,7 +7,7 @@ fails never fails the run. A Slack sink that could not post keeps its own backlo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from runbook.core.events import Event, Kind
@@ -47,6 +47,12 @@ class Recorder:
         self.run_id = run_id
         self.incident_id = incident_id
         self.sinks = list(sinks)
+        self._after_finish: list[Callable[[Event], None]] = []
+
+    def after_finish(self, hook: Callable[[Event], None]) -> None:
+        """Call ``hook(run_finished_event)`` once the run's end is recorded (e.g. the postmortem
+        draft written in ``finally`` re-rendered, so the file on disk is final). Best effort."""
+        self._after_finish.append(hook)
 
     def emit(
         self,
@@ -74,6 +80,12 @@ class Recorder:
             )
         )
         self._publish(event)
+        if kind == Kind.RUN_FINISHED:
+            for hook in self._after_finish:
+                try:
+                    hook(event)
+                except Exception as exc:  # noqa: BLE001 - the run has ended; a hook never changes that
+                    log.warning("after-finish hook failed: %s", exc)
         return event
 
     def _publish(self, event: Event) -> None:

@@ -20,6 +20,9 @@ class AssertParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     that: bool = Field(description="condition that must hold, usually an expression over earlier steps")
     message: str = Field("assertion failed", description="what is wrong when the condition is false")
+    holds: str | None = Field(
+        None, description="what is true when the condition holds (the summary on success)"
+    )
     details: dict[str, Any] = Field(default_factory=dict, description="evidence shown with the result")
 
 
@@ -30,10 +33,13 @@ class AssertResult(ActionResult):
 @action("core.assert", summary="Fail the step unless a condition holds")
 def assert_(ctx: ActionContext, params: AssertParams) -> AssertResult:
     """Checks a condition computed from earlier steps; a false condition fails the step with
-    ``message`` (so ``on_failure`` decides whether the run continues)."""
+    ``message`` (so ``on_failure`` decides whether the run continues). On success the summary says
+    what held (``holds``, else the evidence in ``details``), never the failure text."""
     if not params.that:
         raise ActionError(params.message)
-    return AssertResult(passed=True, summary=f"ok: {params.message}" if params.details else "ok")
+    facts = ", ".join(f"{k}={v}" for k, v in params.details.items())
+    said = params.holds or "the condition held"
+    return AssertResult(passed=True, summary=f"{said} ({facts})" if facts else said)
 
 
 class WaitParams(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,6 +87,16 @@ def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult
     except files.UnsafePath as exc:
         raise ActionError(f"timeline.postmortem: output refused, nothing written: {exc}") from None
     recorder = _recorder(ctx)
+
+    def render_and_write() -> tuple[Path, str]:
+        text = render_postmortem(
+            recorder.store, ctx.run_id, params.template, folder=ctx.settings.templates_dir
+        )
+        path = files.write_private(
+            files.data_dir(), PurePosixPath(POSTMORTEMS, *parts), text.encode("utf-8"), overwrite=True
+        )
+        return path, text
+
     try:
         text = render_postmortem(
             recorder.store, ctx.run_id, params.template, folder=ctx.settings.templates_dir
@@ -104,6 +114,10 @@ def postmortem(ctx: ActionContext, params: PostmortemParams) -> PostmortemResult
         )
     except (files.UnsafePath, FileExistsError) as exc:
         raise ActionError(f"timeline.postmortem: output {name!r} refused, nothing written: {exc}") from None
+    # written in ``finally``, before ``run.finished``: once the run's end is recorded, the same
+    # file is rendered again, so the draft on disk has the outcome and the last steps
+    if hasattr(recorder, "after_finish"):
+        recorder.after_finish(lambda _event: render_and_write())
     return PostmortemResult(
         path=str(path), lines=text.count("\n"), summary=f"postmortem draft written to {path}"
     )
