@@ -7,13 +7,14 @@ import stat
 import uuid
 from pathlib import Path
 
+from runbook_devtools.kube import ExecResult
 from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
 from tests.e2e.conftest import Approver, ReplicaWiring, declare, delete_queues, pg_execute, run_playbook
 
-PREPARE = ["apply_pdb", "scale_down", "annotate", "drain_node", "do_maintenance"]
+PREPARE = ["apply_pdb", "scale_down", "annotate", "drain_broker", "drain_node", "do_maintenance"]
 
 
 def test_window_prepares_hands_over_and_restores(
@@ -29,6 +30,22 @@ def test_window_prepares_hands_over_and_restores(
     pg_execute(f"CREATE TABLE {table} (id int PRIMARY KEY, state text)")
     pg_execute(f"INSERT INTO {table} VALUES (1, 'done'), (2, 'running'), (3, 'queued')")
     during: dict[str, object] = {}
+    broker_commands: list[tuple[str, list[str]]] = []
+    on_node: set[str] = set()
+
+    def pods_on_node_a(_req: GateRequest) -> None:
+        """When the broker drain is asked: which pods run on node-a (before anything is evicted)."""
+        on_node.update(
+            p["metadata"]["name"]
+            for p in kube.list("pods", "orchestrator")
+            if p["spec"].get("nodeName") == "node-a"
+        )
+
+    def rabbitmq_upgrade(ns: str, pod: str, container: str, command: list[str]) -> ExecResult:
+        broker_commands.append((pod, command))
+        return ExecResult(stdout=f"{command[1]} of rabbit@{pod} done\n")
+
+    kube.exec_handler = rabbitmq_upgrade
 
     def look_during(_req: GateRequest) -> None:
         """When the human is asked to do the maintenance: what the cluster looks like then."""
@@ -43,6 +60,7 @@ def test_window_prepares_hands_over_and_restores(
             script = dict.fromkeys(PREPARE, "approve")
             with Approver(e2e_env, f"e2e-{tag}", script) as approver:
                 approver.on_request["do_maintenance"] = look_during
+                approver.on_request["drain_broker"] = pods_on_node_a
                 result = run_playbook(
                     "maintenance-window",
                     {
@@ -64,6 +82,14 @@ def test_window_prepares_hands_over_and_restores(
         assert "node-a" in manual.params["instructions"]
         assert approver.request("scale_down").params["replicas"] == 0
         assert approver.request("annotate").params["annotations"] == {"maintenance": "true"}
+        # the broker pod was found on the node itself, drained before the node, revived afterwards
+        broker = approver.request("drain_broker").params["pod"]
+        assert broker.startswith("rabbitmq-") and broker in on_node, (broker, on_node)
+        assert broker_commands == [
+            (broker, ["rabbitmq-upgrade", "drain"]),
+            (broker, ["rabbitmq-upgrade", "revive"]),
+        ]
+        assert approver.request("drain_node").params["delete_emptydir_data"] is False
         # during the window: consumers down, annotated, node cordoned, PDB in place
         assert during == {
             "replicas": 0,

@@ -324,6 +324,24 @@ def _param_reference(text: str) -> str | None:
     return match[1] if match else None
 
 
+def _unfilled_required(src: Source, i: int, given: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
+    """A schedule has nobody to ask: every required param without a default must come from its
+    ``params`` (a maintenance window must never start without a node)."""
+    missing = [
+        name
+        for name, raw in params.items()
+        if isinstance(raw, dict) and raw.get("required") and raw.get("default") is None and name not in given
+    ]
+    return [
+        src.problem(
+            ("triggers", "schedule", i),
+            f"a schedule would start runs without param '{name}' (required, no default):"
+            f" pass it in triggers.schedule.{i}.params or give it a default",
+        )
+        for name in missing
+    ]
+
+
 def _schedule_param_problems(src: Source, data: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
     """Values a schedule passes are checked like any run's (type, pattern, enum) at lint time."""
     from runbook.spec.models import ParamSpec
@@ -335,6 +353,7 @@ def _schedule_param_problems(src: Source, data: dict[str, Any], params: dict[str
     schedules: list[Any] = raw_schedules if isinstance(raw_schedules, list) else []
     for i, sched in enumerate(schedules):
         given = sched.get("params") if isinstance(sched, dict) else None
+        problems.extend(_unfilled_required(src, i, given if isinstance(given, dict) else {}, params))
         if not isinstance(given, dict):
             continue
         for name, value in given.items():
