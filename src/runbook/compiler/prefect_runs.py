@@ -256,11 +256,25 @@ class PrefectPauser:
         except Exception as exc:  # noqa: BLE001 - Prefect is bookkeeping; the run waits on the store
             log.info("could not mark flow run %s paused: %s", flow_run_id, type(exc).__name__)
             return False
-        if parked and description and (flow_run_id, request_id) not in self._announced:
+        if parked and (flow_run_id, request_id) not in self._announced:
             self._announced.add((flow_run_id, request_id))
+            self._announce(flow_run_id, request_id, description, message)
+        return parked
+
+    @staticmethod
+    def _announce(flow_run_id: str, request_id: int, description: str, message: str) -> None:
+        """Once per request: how to decide, as a line of the run's log, and the request as an
+        ``approval-<request>`` artifact."""
+        from runbook.compiler.prefect_log import run_logger
+
+        if message:
+            try:
+                run_logger().info(message, extra={"flow_run_id": flow_run_id})
+            except Exception as exc:  # noqa: BLE001 - the log is a mirror
+                log.info("pause log line: %s", type(exc).__name__)
+        if description:
             title = description.splitlines()[0].lstrip("# ").strip()
             create_artifact(flow_run_id, f"approval-{request_id}", description, title)
-        return parked
 
     def still_parked(self, flow_run_id: str, request_id: int) -> bool | None:
         try:
