@@ -62,7 +62,8 @@ class Runtime:
     # -- timeline ------------------------------------------------------------------------------
     def sinks(self, run_id: str, playbook: Playbook | None = None, console: bool = True) -> list[Sink]:
         """Where a run's events go: the console, and its Slack thread when a bot token is set."""
-        sinks: list[Sink] = [ConsoleSink()] if console else []
+        # the console also shows decisions other processes record for this run (Slack, `runbook approve`)
+        sinks: list[Sink] = [ConsoleSink(store=self.store, run_id=run_id)] if console else []
         slack = sink_for_settings(self.settings, self.store, run_id, playbook)
         if slack is not None:
             sinks.append(slack)

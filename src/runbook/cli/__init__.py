@@ -19,6 +19,13 @@ from runbook.core.states import RunStatus
 from runbook.spec.models import Playbook
 
 
+def _error(text: str) -> None:
+    """``error: TEXT`` on stderr, the prefix in red on a terminal (never with ``NO_COLOR``)."""
+    from runbook.timeline.console import RED, paint, wants_colour
+
+    print(f"{paint('error:', RED, wants_colour(sys.stderr))} {text}", file=sys.stderr)
+
+
 def _quiet_prefect() -> None:
     """Prefect's own settings (telemetry off, quiet logs, the local server) before it is imported."""
     from runbook.compiler.prefect_runs import prefect_process_defaults
@@ -89,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _quiet_prefect()
     problem = require_prefect_server()
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        _error(problem)
         return 1
     from runbook.approvals.policy import operating_system_user
     from runbook.compiler.flow import build_flow
@@ -98,10 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     user = operating_system_user()
     if args.as_user and args.as_user != user:
-        print(
-            f"error: --as {args.as_user!r}: a run is requested by the operating-system user running it"
-            f" ({user!r}); --as may only name yourself",
-            file=sys.stderr,
+        _error(
+            f"--as {args.as_user!r}: a run is requested by the operating-system user running it"
+            f" ({user!r}); --as may only name yourself"
         )
         return 1
     flow = build_flow(playbook, from_environment)
@@ -110,7 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = str(state.state_details.flow_run_id)
     run = build_runtime().store.get_run(run_id)
     status = run["status"] if run else "failed"
-    print(f"\nrun {run_id}: {status}" + (f" — {run['reason']}" if run and run.get("reason") else ""))
+    from runbook.timeline.console import BOLD, STATUS_COLOUR, paint, wants_colour
+
+    reason = f" — {run['reason']}" if run and run.get("reason") else ""
+    colour = BOLD + STATUS_COLOUR.get(status, "")
+    print(f"\nrun {run_id}: {paint(status, colour, wants_colour(sys.stdout))}{reason}")
     print(f"timeline: runbook timeline {run_id}")
 
     return RunStatus(status).exit_code if status in set(RunStatus) else 1
@@ -155,7 +165,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     store = build_runtime().store
     run = store.get_run(args.run_id)
     if run is None:
-        print(f"error: no run {args.run_id!r} in {store.db.url.split('://')[0]} store", file=sys.stderr)
+        _error(f"no run {args.run_id!r} in {store.db.url.split('://')[0]} store")
         return 1
     events = store.events(run["run_id"])
     if args.json:
@@ -177,14 +187,14 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     try:
         text = render_postmortem(build_runtime().store, args.run_id)
     except (LookupError, TemplateRefused, ExpressionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(f"{exc}")
         return 1
     if args.output:
         # the operator's own explicit output: wherever they say, but never through a symlink, and 0600
         try:
             fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
-            print(f"error: cannot write {args.output}: {exc.strerror} (no symlinks)", file=sys.stderr)
+            _error(f"cannot write {args.output}: {exc.strerror} (no symlinks)")
             return 1
         with os.fdopen(fd, "wb") as out:
             if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout
@@ -202,7 +212,7 @@ def _delegate(module: str, func: str, args: argparse.Namespace) -> int:
     try:
         target = getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError) as exc:
-        print(f"error: this command is not available in this build ({exc})", file=sys.stderr)
+        _error(f"this command is not available in this build ({exc})")
         return 1
     return int(target(args) or 0)
 
@@ -344,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(p, file=sys.stderr)
         return 1
     except (ParamError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -358,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runbook.core.redact import redact
 
         first = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: {type(exc).__name__}: {first}".rstrip(": "), file=sys.stderr)
+        _error(f"{type(exc).__name__}: {first}".rstrip(": "))
         print("  (set RUNBOOK_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 1
 

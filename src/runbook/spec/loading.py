@@ -8,6 +8,7 @@ the same thing to every one of them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def find_playbook(name_or_path: str, folder: Path, registry: ActionRegistry) -> 
     candidate = Path(name_or_path)
     if candidate.is_file():
         return load_playbook(candidate, registry)
+    if "/" in name_or_path or os.sep in name_or_path or candidate.suffix in PLAYBOOK_SUFFIXES:
+        # a path (``./my.yaml``, ``/srv/playbooks/x.yml``): anywhere, but it has to exist
+        problem = "no such file" if not candidate.exists() else "not a regular file"
+        raise PlaybookError([Problem(name_or_path, 1, 1, f"{problem} (a playbook is a file path or a name)")])
     for suffix in PLAYBOOK_SUFFIXES:
         for stem in {name_or_path, name_or_path.replace("-", "_"), name_or_path.replace("_", "-")}:
             f = folder / f"{stem}{suffix}"

@@ -12,24 +12,15 @@ from typing import Any, Protocol
 
 from runbook.core.events import Event, Kind
 from runbook.store.timeline import TimelineStore
+from runbook.timeline.console import ConsoleSink
+
+__all__ = ["ConsoleSink", "Recorder", "Sink"]
 
 log = logging.getLogger("runbook.timeline")
 
 
 class Sink(Protocol):
     def publish(self, event: Event) -> None: ...
-
-
-class ConsoleSink:
-    """Prints each event as one line as it happens."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream
-
-    def publish(self, event: Event) -> None:
-        import sys
-
-        print(event.line(), file=self.stream or sys.stdout, flush=True)
 
 
 class Recorder:
