@@ -17,6 +17,7 @@ demo: setup
 	$(PY) -m runbook_devtools.demo
 
 test: setup check
+	scripts/services.sh browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # the static checks: style and complexity, the layer contracts, types, the shipped playbooks

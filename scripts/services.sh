@@ -6,6 +6,17 @@ set -euo pipefail
 # `scripts/services.sh monitoring`: these services, then Prometheus and Alertmanager for the tests that need
 # them (scripts/monitoring.sh; `make demo` never starts them)
 if [ "${1:-}" = monitoring ]; then "$0"; exec "$(dirname "$0")/monitoring.sh" "${@:2}"; fi
+# `scripts/services.sh browser`: these services, then Debian's chromium for the one browser test
+# (tests/compiler/test_prefect_ui_browser.py drives the Prefect UI headless; never a downloaded browser)
+if [ "${1:-}" = browser ]; then
+  "$0"
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium from apt"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  fi
+  exit 0
+fi
 need_apt=()
 command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
