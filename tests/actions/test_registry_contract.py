@@ -16,6 +16,19 @@ TEST_TEXT = "\n".join(p.read_text(encoding="utf-8") for p in TESTS.rglob("*.py")
 )
 
 
+BACKENDS = {
+    "core",
+    "timeline",
+    "rabbitmq",
+    "kafka",
+    "kubernetes",
+    "postgres",
+    "pagerduty",
+    "queue",
+    "prometheus",
+}
+
+
 def test_registry_is_a_fresh_object_each_time() -> None:
     assert default_registry() is not REGISTRY
     assert isinstance(REGISTRY, ActionRegistry) and len(REGISTRY) >= 40
@@ -34,7 +47,7 @@ def test_action_contract(name: str) -> None:
     if spec.destructive:
         assert spec.describe is not None, "destructive actions describe what they would do"
     backend = name.split(".", 1)[0]
-    assert backend in {"core", "timeline", "rabbitmq", "kafka", "kubernetes", "postgres", "pagerduty", "queue"}
+    assert backend in BACKENDS
     assert f'"{name}"' in TEST_TEXT or f"'{name}'" in TEST_TEXT or f"action: {name}" in TEST_TEXT, (
         f"{name} has at least one test"
     )
