@@ -175,7 +175,9 @@ class BullMQ:
         for _ in range(200):  # at most 200k events per window
             batch = r.call("XRANGE", base + "events", cursor, stop, "COUNT", 1000) or []
             for _id, fields in batch:
-                self._count(counts, dict(zip(fields[::2], fields[1::2], strict=False)))
+                # redis-py parses XRANGE entries into a dict; a raw reply is a flat [k, v, ...] list
+                ev = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
+                self._count(counts, ev)
             if len(batch) < 1000:
                 break
             cursor = "(" + batch[-1][0]
