@@ -86,7 +86,7 @@ def epoch(text: str) -> float:
 
 def episode(ch, gw, alerts: AlertStore, base: Path, tag: str) -> dict[str, float]:
     queue = f"am-bench-{tag}"
-    rabbit.declare(ch, queue)
+    rabbit.declare(ch, queue, f"{queue}-dlq")
     rules = write_rules(base, f"bench-{tag}", RULE.format(unique=tag, queue=queue, threshold=THRESHOLD))
     try:
         time.sleep(3)  # the rule is loaded and has evaluated once below the threshold
@@ -129,6 +129,7 @@ def episode(ch, gw, alerts: AlertStore, base: Path, tag: str) -> dict[str, float
     finally:
         remove_rules(rules)
         ch.queue_delete(queue)
+        ch.queue_delete(f"{queue}-dlq")
 
 
 def p95(values: list[float]) -> float:
@@ -146,7 +147,8 @@ def main() -> None:
     flags = httpx.get(f"{PROMETHEUS}/api/v1/status/flags", timeout=5).json()["data"]
     base = Path(flags["config.file"]).parent.parent
     tmp = Path(tempfile.mkdtemp(prefix="alert-bench-"))
-    name = f"backlog-triage-bench-{uuid.uuid4().hex[:8]}"
+    run_tag = uuid.uuid4().hex[:6]
+    name = f"backlog-triage-bench-{run_tag}"
     folder = tmp / "playbooks"
     served_backlog_triage(folder, name)
     env = {
@@ -183,10 +185,13 @@ def main() -> None:
                 "served deployment",
             )
             with UvicornThread(app) as server:
-                write_alertmanager(base, ALERTMANAGER_CONFIG.format(url=server.url, token=TOKEN))
+                queues = f"am-bench-{run_tag}.*"
+                write_alertmanager(
+                    base, ALERTMANAGER_CONFIG.format(url=server.url, token=TOKEN, queues=queues)
+                )
                 alerts = AlertStore(app.state.gateway.db)
                 for i in range(n):
-                    samples.append(episode(ch, app.state.gateway, alerts, base, f"{uuid.uuid4().hex[:6]}{i}"))
+                    samples.append(episode(ch, app.state.gateway, alerts, base, f"{run_tag}{i}"))
         finally:
             write_alertmanager(base, IDLE_ALERTMANAGER)
             conn.close()

@@ -51,13 +51,19 @@ RULE = """groups:
         labels: {{severity: page, team: platform}}
         annotations: {{summary: "{{{{ $labels.queue }}}} has {{{{ $value }}}} ready messages"}}
 """
+# Only this run's queues reach this gateway: alerts of earlier runs (their rules removed) stay in
+# Alertmanager until they time out and must not start runs here.
 ALERTMANAGER_CONFIG = """route:
-  receiver: runbook
+  receiver: none
   group_by: [alertname, queue]
   group_wait: 1s
   group_interval: 2s
   repeat_interval: 4s
+  routes:
+    - matchers: ['queue=~"{queues}"']
+      receiver: runbook
 receivers:
+  - name: none
   - name: runbook
     webhook_configs:
       - url: {url}/webhooks/alertmanager
@@ -74,7 +80,12 @@ def served_backlog_triage(folder: Path, name: str) -> Path:
     doc["name"] = name
     doc.setdefault("triggers", {}).setdefault(
         "alertmanager",
-        [{"alertname": "QueueBacklog", "params": {"queue": "{{ alert.labels.queue }}"}}],
+        [
+            {
+                "alertname": "QueueBacklog",
+                "params": {"queue": "{{ alert.labels.queue }}", "dlq": "{{ alert.labels.queue }}-dlq"},
+            }
+        ],
     )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
@@ -107,13 +118,13 @@ def pipeline(e2e_env: Settings, kube: KubeAPIServer, prefect_server: str, tmp_pa
     queue = f"am-pipe-{unique}"
     conn = rabbit.connect()
     ch = conn.channel()
-    rabbit.declare(ch, queue)
+    rabbit.declare(ch, queue, f"{queue}-dlq")
     rules = None
     app = create_app(settings, prefect_api_url=prefect_server)
     try:
         wait_until(lambda: _deployment(prefect_server, name), 90, "served deployment", 0.5)
         with UvicornThread(app) as server:
-            write_alertmanager(base, ALERTMANAGER_CONFIG.format(url=server.url, token=TOKEN))
+            write_alertmanager(base, ALERTMANAGER_CONFIG.format(url=server.url, token=TOKEN, queues=queue))
             rules = write_rules(
                 base, f"pipeline-{unique}", RULE.format(unique=unique, queue=queue, threshold=THRESHOLD)
             )
@@ -130,6 +141,7 @@ def pipeline(e2e_env: Settings, kube: KubeAPIServer, prefect_server: str, tmp_pa
             remove_rules(rules)
         write_alertmanager(base, IDLE_ALERTMANAGER)
         ch.queue_delete(queue)
+        ch.queue_delete(f"{queue}-dlq")
         conn.close()
         serve.send_signal(signal.SIGTERM)
         try:
@@ -170,7 +182,7 @@ def test_filling_a_queue_fires_a_real_alert_that_starts_backlog_triage_and_drain
     [claim] = wait_until(lambda: alerts.claims(), 90, "the real alert to claim a run", 0.5)
     assert claim["playbook"] == p["playbook"]
     assert claim["parameters"]["queue"] == p["queue"]  # taken from the alert's labels
-    assert set(claim["parameters"]) == {"queue", "launch"}
+    assert set(claim["parameters"]) == {"queue", "dlq", "launch"}
     run_id = wait_until(
         lambda: next((c["flow_run_id"] for c in alerts.claims() if c["flow_run_id"]), None), 60, "flow run"
     )
@@ -178,7 +190,11 @@ def test_filling_a_queue_fires_a_real_alert_that_starts_backlog_triage_and_drain
     def findings() -> list:
         return [e for e in gw.timeline.events(run_id) if e.kind.value == "finding"]
 
-    [finding] = wait_until(findings, 120, "the triage's first finding", 0.5)
+    try:
+        finding = wait_until(findings, 120, "the triage's first finding", 0.5)[0]
+    except AssertionError as exc:
+        lines = "\n".join(e.line() for e in gw.timeline.events(run_id))
+        raise AssertionError(f"{exc}; the run's timeline:\n{lines}") from None
     started = [e for e in gw.timeline.events(run_id) if e.kind.value == "run.started"]
     assert started and started[0].details.get("trigger") == "alertmanager", started
     assert "Root cause:" in finding.summary and p["queue"] in str(finding.details) + finding.summary

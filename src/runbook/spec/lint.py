@@ -114,6 +114,7 @@ def _semantic_problems(src: Source, data: dict[str, Any], registry: ActionRegist
     raw_params = data.get("params")
     params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     problems.extend(_schedule_param_problems(src, data, params))
+    problems.extend(_alert_param_problems(src, data, params))
     seen: set[str] = set()
     main_ids: list[str] = []
     for section in ("steps", "finally"):
@@ -368,6 +369,42 @@ def _schedule_param_problems(src: Source, data: dict[str, Any], params: dict[str
                 ParamSpec.model_validate(raw).coerce(name, value)
             except (ValidationError, ValueError) as exc:
                 problems.append(src.problem(where, str(exc).splitlines()[0]))
+    return problems
+
+
+def _alert_param_problems(src: Source, data: dict[str, Any], params: dict[str, Any]) -> list[Problem]:
+    """``triggers.alertmanager[].params``: known params, templates over ``alert`` only, literals typed."""
+    from jinja2 import nodes
+
+    from runbook.spec.models import ParamSpec
+
+    problems: list[Problem] = []
+    raw_triggers = data.get("triggers")
+    triggers: dict[str, Any] = raw_triggers if isinstance(raw_triggers, dict) else {}
+    entries = triggers.get("alertmanager")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        given = entry.get("params") if isinstance(entry, dict) else None
+        for name, value in (given if isinstance(given, dict) else {}).items():
+            where = ("triggers", "alertmanager", i, "params", name)
+            if name not in params:
+                problems.append(
+                    src.problem(where, f"unknown param '{name}'{_suggest(name, params)}", key=True)
+                )
+            elif is_expression(value):
+                try:
+                    tree = parse_template(str(value))
+                except TemplateSyntaxError as exc:
+                    problems.append(src.problem(where, f"template syntax error: {exc.message}"))
+                    continue
+                names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - {"alert"}
+                if names:
+                    message = f"alert trigger params may read only alert.*, not {sorted(names)}"
+                    problems.append(src.problem(where, message))
+            else:
+                try:
+                    ParamSpec.model_validate(params[name]).coerce(name, value)
+                except (ValidationError, ValueError) as exc:
+                    problems.append(src.problem(where, str(exc).splitlines()[0]))
     return problems
 
 
