@@ -22,6 +22,7 @@ BACKENDS = {
     "rabbitmq",
     "kafka",
     "kubernetes",
+    "systemd",
     "postgres",
     "pagerduty",
     "queue",

@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "runbook.actions.postgres.actions",
     "runbook.actions.kafka.actions",
     "runbook.actions.kubernetes.actions",
+    "runbook.actions.systemd.actions",
     "runbook.actions.pagerduty.actions",
     "runbook.actions.prometheus.actions",
     "runbook.actions.queue.actions",

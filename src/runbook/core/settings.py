@@ -8,6 +8,7 @@ can hand in their own and nothing hides a configuration knob. Variable names are
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class Settings:
     prometheus_bearer_token: str | None = None
     #: bearer token Alertmanager sends to POST /webhooks/alertmanager; none: alerts refused
     alertmanager_token: str | None = None
+    #: how systemd.* actions reach systemctl (argv prefix): the local one, or e.g. ``ssh attune-1 systemctl``
+    systemctl: tuple[str, ...] = ("systemctl",)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -92,6 +95,7 @@ class Settings:
             prometheus_url=e.get("PROMETHEUS_URL") or None,
             prometheus_bearer_token=e.get("PROMETHEUS_BEARER_TOKEN") or None,
             alertmanager_token=e.get("RUNBOOK_ALERTMANAGER_TOKEN") or None,
+            systemctl=tuple(shlex.split(e.get("RUNBOOK_SYSTEMCTL") or "")) or cls.systemctl,
         )
 
     def secrets(self) -> list[str]:
