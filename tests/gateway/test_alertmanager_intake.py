@@ -205,3 +205,18 @@ def test_lint_checks_alert_trigger_params(tmp_path: Path) -> None:
     assert "unknown param 'nope'" in text
     assert "may read only alert.*" in text
     assert "bad regular expression" in text
+
+
+def test_shipped_backlog_triage_takes_queue_and_dlq_from_a_backlog_alert() -> None:
+    from runbook.gateway.alertmanager import parse_notification, runs_for
+    from runbook.spec.loading import load_playbook
+    from tests.conftest import ROOT
+
+    pb = load_playbook(ROOT / "playbooks" / "backlog_triage.yaml", default_registry())
+    good = alert({"alertname": "QueueBacklog", "queue": "orders"})
+    hostile = alert({"alertname": "QueueBacklog", "queue": 'orders"} or vector(1) #'})
+    other = alert({"alertname": "DiskFull", "queue": "orders"})
+    runs = runs_for([pb], parse_notification(notification([good, hostile, other])))
+    assert [(r.playbook, r.params) for r in runs] == [
+        ("backlog-triage", {"queue": "orders", "dlq": "orders-dlq"})
+    ]
