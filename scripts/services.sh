@@ -22,6 +22,9 @@ command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# the systemd tests boot a real systemd: a debootstrapped Debian tree under systemd-nspawn
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from apt"
   export DEBIAN_FRONTEND=noninteractive
