@@ -141,7 +141,7 @@ def first_step_latency(env: dict[str, str], tmp: Path, incidents: int, fast_lane
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         deadline = time.monotonic() + 90
-        while httpx.get(f"{api}/deployments/name/{name}/runbook", timeout=5).status_code != 200:
+        while httpx.get(f"{api}/deployments/name/{name}/{name}", timeout=5).status_code != 200:
             if time.monotonic() > deadline:
                 raise RuntimeError("runbook serve did not register the deployment")
             time.sleep(0.3)
@@ -176,7 +176,7 @@ def first_step_latency(env: dict[str, str], tmp: Path, incidents: int, fast_lane
     finally:
         stop(gateway)
         stop(serve)
-        httpx.delete(f"{api}/deployments/name/{name}/runbook", timeout=5)  # best effort
+        httpx.delete(f"{api}/deployments/name/{name}/{name}", timeout=5)  # best effort
     return {
         "incidents": len(results),
         "p50_s": round(statistics.median(results), 3),

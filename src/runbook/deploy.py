@@ -1,4 +1,5 @@
-"""``runbook serve``: every playbook as a Prefect deployment ``<playbook>/runbook``, schedules included.
+"""``runbook serve``: every playbook as a Prefect deployment ``<playbook>/<playbook>`` (the flow and the
+deployment are both named after the playbook), schedules included.
 
 Two ways a flow run of these deployments gets executed, both in this process tree:
 
@@ -33,7 +34,6 @@ from runbook.core.settings import Settings
 from runbook.spec.models import Playbook
 
 log = logging.getLogger("runbook.deploy")
-DEPLOYMENT_NAME = "runbook"
 ENTRYPOINTS = Path(__file__).resolve().parents[2] / "flows" / "playbooks.py"
 
 
@@ -55,8 +55,17 @@ def schedules_for(playbook: Playbook) -> list[Any]:
     ]
 
 
-def deployments_for(playbooks: list[Playbook], name: str = DEPLOYMENT_NAME) -> list[Any]:
-    """One ``RunnerDeployment`` per playbook (flow name = playbook name)."""
+def deployment_name(playbook: Playbook | str) -> str:
+    """A playbook's deployment is named after it: ``<playbook>/<playbook>`` in Prefect's UI and API.
+
+    (Earlier versions named every deployment ``runbook``; the gateway's starter still falls back to
+    ``<playbook>/runbook`` while an older ``serve`` runs, see :mod:`runbook.gateway.starter`.)"""
+    return playbook if isinstance(playbook, str) else playbook.name
+
+
+def deployments_for(playbooks: list[Playbook], name: str | None = None) -> list[Any]:
+    """One ``RunnerDeployment`` per playbook (flow name = deployment name = playbook name, unless
+    ``name`` gives every deployment that name)."""
     from runbook.compiler.flow import build_flow
     from runbook.runtime import from_environment
 
@@ -64,7 +73,7 @@ def deployments_for(playbooks: list[Playbook], name: str = DEPLOYMENT_NAME) -> l
     for pb in playbooks:
         # to_deployment is sync here (no running loop); its declared type also admits a coroutine
         deployment: Any = build_flow(pb, from_environment).to_deployment(
-            name=name,
+            name=name or deployment_name(pb),
             schedules=schedules_for(pb),
             tags=["runbook", f"owner:{pb.owner}"],
             description=pb.title,
@@ -105,7 +114,7 @@ class FastLane:
             if name in known:
                 continue
             try:
-                dep = client.read_deployment_by_name(f"{name}/{DEPLOYMENT_NAME}")
+                dep = client.read_deployment_by_name(f"{name}/{deployment_name(name)}")
             except ObjectNotFound:
                 continue
             self._ids[dep.id] = flow
@@ -220,7 +229,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from runbook.runtime import build_runtime
 
     build_runtime(settings).reaper().start()  # runs whose worker died -> crashed
-    names = ", ".join(f"{pb.name}/{DEPLOYMENT_NAME}" for pb in playbooks)
+    names = ", ".join(f"{pb.name}/{deployment_name(pb)}" for pb in playbooks)
     print(f"serving {len(playbooks)} playbook(s): {names}", flush=True)
     serve(*deployments, limit=limit, pause_on_shutdown=False, print_starting_message=False)
     return 0

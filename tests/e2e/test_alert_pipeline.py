@@ -94,7 +94,7 @@ def served_backlog_triage(folder: Path, name: str) -> Path:
 
 
 def _deployment(api: str, flow: str) -> dict | None:
-    r = httpx.get(f"{api}/deployments/name/{flow}/runbook", timeout=5)
+    r = httpx.get(f"{api}/deployments/name/{flow}/{flow}", timeout=5)
     return r.json() if r.status_code == 200 else None
 
 

@@ -39,7 +39,7 @@ pull:
   - prefect.deployments.steps.set_working_directory:
       directory: "{{{{ $RUNBOOK_ROOT }}}}"
 deployments:
-  - name: runbook
+  - name: {name}
     entrypoint: flows/playbooks.py:{attr}
     tags: [runbook]
     work_pool:
@@ -112,7 +112,9 @@ def test_two_workers_run_each_triggered_run_exactly_once(
     }
     r = httpx.post(f"{pg_prefect}/work_pools/", json={"name": pool, "type": "process"}, timeout=10)
     assert r.status_code == 201, r.text
-    (tmp_path / "prefect.yaml").write_text(PREFECT_YAML.format(attr=name.replace("-", "_"), pool=pool))
+    (tmp_path / "prefect.yaml").write_text(
+        PREFECT_YAML.format(name=name, attr=name.replace("-", "_"), pool=pool)
+    )
     deploy = subprocess.run(
         [
             sys.executable,
@@ -135,7 +137,7 @@ def test_two_workers_run_each_triggered_run_exactly_once(
     # this server build refuses (422 on /workers/filter); only that known failure is tolerated.
     known_cli_bug = "workers/filter" in output and "422" in output
     assert deploy.returncode == 0 or known_cli_bug, output[-3000:]
-    dep = httpx.get(f"{pg_prefect}/deployments/name/{name}/runbook", timeout=10).json()
+    dep = httpx.get(f"{pg_prefect}/deployments/name/{name}/{name}", timeout=10).json()
     assert dep["entrypoint"] == f"flows/playbooks.py:{name.replace('-', '_')}"
     workers = [
         subprocess.Popen(

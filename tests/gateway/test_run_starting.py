@@ -1,7 +1,9 @@
-"""The gateway starts Prefect flow runs of ``<playbook>/runbook`` on the real Prefect server.
+"""The gateway starts Prefect flow runs of ``<playbook>/<playbook>`` on the real Prefect server.
 
 * an alert storm (500 signed events, 20 incidents, 8 concurrent senders, real uvicorn) -> 20 runs;
 * Prefect unreachable -> still 202, and the run is created once Prefect answers again;
+* a deployment still named ``runbook`` (an older ``runbook serve`` during an upgrade) gets the runs
+  until ``<playbook>/<playbook>`` exists;
 * ``runbook serve`` end to end: webhook -> first step on the timeline; schedules stay active after
   the serve process is stopped (``pause_on_shutdown=False``).
 """
@@ -22,6 +24,7 @@ import pytest
 
 from runbook.compiler.flow import build_flow
 from runbook.core.settings import Settings
+from runbook.gateway import starter
 from runbook.gateway.app import create_app
 from runbook.runtime import from_environment
 from runbook.spec.loading import load_playbook
@@ -34,11 +37,15 @@ from tests.support.waiting import wait_until as wait_for
 
 @pytest.fixture
 def deployment(prefect_server: str, gw_settings: Settings, playbook_name: str, registry):  # type: ignore[no-untyped-def]
-    """The test playbook registered as ``<name>/runbook`` (not served: runs stay Scheduled)."""
-    pb = load_playbook(gw_settings.playbooks / f"{playbook_name}.yaml", registry)
-    dep_id = str(build_flow(pb, from_environment).to_deployment(name="runbook").apply())
+    """The test playbook registered as ``<name>/<name>`` (not served: runs stay Scheduled)."""
+    dep_id = _register(gw_settings, playbook_name, registry, playbook_name)
     yield dep_id
     httpx.delete(f"{prefect_server}/deployments/{dep_id}", timeout=10)
+
+
+def _register(gw_settings: Settings, playbook_name: str, registry, name: str) -> str:  # type: ignore[no-untyped-def]
+    pb = load_playbook(gw_settings.playbooks / f"{playbook_name}.yaml", registry)
+    return str(build_flow(pb, from_environment).to_deployment(name=name).apply())
 
 
 def flow_runs(api: str, dep_id: str) -> list[dict]:
@@ -97,6 +104,50 @@ def test_prefect_down_still_202_and_run_starts_when_back(prefect_server, gw_sett
     [run] = flow_runs(prefect_server, deployment)
     assert run["parameters"]["incident"]["id"] == "PDOWN01"
     assert 'reason="prefect_unreachable"' in metrics
+
+
+def test_a_deployment_still_named_runbook_gets_runs_until_the_playbook_named_one_exists(
+    prefect_server, gw_settings, playbook_name, registry, monkeypatch, caplog
+) -> None:
+    """Upgrade order: a new gateway while an older ``runbook serve`` still serves ``<playbook>/runbook``."""
+    monkeypatch.setattr(starter, "LEGACY_RECHECK_SECONDS", 0.0)  # look the name up again every time
+    legacy = _register(gw_settings, playbook_name, registry, "runbook")
+    new = None
+    app = create_app(gw_settings, prefect_api_url=prefect_server)
+    intake = app.state.gateway.intake
+    caplog.set_level("INFO", logger="runbook.gateway")
+    try:
+        with UvicornThread(app) as server:
+
+            def trigger(incident: str) -> None:
+                body = encode(incident_event(incident_id=incident, title="stuck queue"))
+                r = httpx.post(
+                    f"{server.url}/webhooks/pagerduty", content=body, headers=headers(body, SECRET)
+                )
+                assert r.status_code == 202
+                wait_for(lambda: intake.claims(incident)[0]["status"] == "started", 30, f"{incident} started")
+
+            trigger("PLEGACY1")
+            trigger("PLEGACY2")
+            assert [r["parameters"]["incident"]["id"] for r in flow_runs(prefect_server, legacy)] in (
+                ["PLEGACY1", "PLEGACY2"],
+                ["PLEGACY2", "PLEGACY1"],
+            )
+            new = _register(gw_settings, playbook_name, registry, playbook_name)  # the new serve is up
+            trigger("PNEWNAME")
+        [run] = flow_runs(prefect_server, new)
+        assert run["parameters"]["incident"]["id"] == "PNEWNAME"
+        assert len(flow_runs(prefect_server, legacy)) == 2
+        used = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting runs of")]
+        assert used == [  # once per deployment used, not once per run
+            f"starting runs of {playbook_name} as deployment {playbook_name}/runbook"
+            f" ({playbook_name}/{playbook_name} not found: an older `runbook serve`?)",
+            f"starting runs of {playbook_name} as deployment {playbook_name}/{playbook_name}",
+        ]
+    finally:
+        for dep_id in (legacy, new):
+            if dep_id:
+                httpx.delete(f"{prefect_server}/deployments/{dep_id}", timeout=10)
 
 
 def test_serve_end_to_end_first_step_and_schedules_survive_shutdown(
@@ -167,5 +218,5 @@ def test_serve_end_to_end_first_step_and_schedules_survive_shutdown(
 
 
 def _deployment(api: str, playbook: str) -> dict | None:
-    r = httpx.get(f"{api}/deployments/name/{playbook}/runbook", timeout=5)
+    r = httpx.get(f"{api}/deployments/name/{playbook}/{playbook}", timeout=5)
     return r.json() if r.status_code == 200 else None

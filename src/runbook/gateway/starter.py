@@ -9,6 +9,13 @@ gateway does not import Prefect (~1.2 s, ~100 MB) at all.
 Exactly-once across replicas: claims are leased in the store, and each create carries the idempotency
 key ``runbook:<incident>:<playbook>``, so even a replica that dies between creating the run and
 recording it cannot make a second run: Prefect answers the retry with the run it already made.
+
+Which deployment: ``<playbook>/<playbook>`` (``runbook serve`` and ``prefect.yaml`` name each
+deployment after its playbook). Earlier versions named every deployment ``runbook``; when
+``<playbook>/<playbook>`` does not exist the starter uses ``<playbook>/runbook`` instead, so a new
+gateway keeps starting runs while an older ``runbook serve`` is still running during an upgrade. Such a
+fallback is looked up again after :data:`LEGACY_RECHECK_SECONDS`, so the runs move to the new
+deployment as soon as the new ``serve`` has registered it.
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ from runbook.store.intake import Claim, IntakeStore
 from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.gateway")
-DEPLOYMENT_NAME = "runbook"
+#: the name every deployment had before they were named after their playbook (see the module doc)
+LEGACY_DEPLOYMENT_NAME = "runbook"
+LEGACY_RECHECK_SECONDS = 30.0
 
 
-def deployment_path(playbook: str, deployment: str = DEPLOYMENT_NAME) -> str:
-    """``<flow>/<deployment>``: the flow is named after the playbook (see compiler.flow)."""
-    return f"{playbook}/{deployment}"
+def deployment_path(playbook: str, deployment: str | None = None) -> str:
+    """``<flow>/<deployment>``: the flow is named after the playbook (see compiler.flow), and so is
+    its deployment unless ``deployment`` says otherwise."""
+    return f"{playbook}/{deployment or playbook}"
 
 
 def resolved_note(store: TimelineStore, run_id: str, incident_id: str, agent: str | None = None) -> None:
@@ -103,7 +113,7 @@ class RunStarter:
         prefect_api_url: str,
         *,
         spool: Spool | None = None,
-        deployment: str = DEPLOYMENT_NAME,
+        deployment: str | None = None,
         poll_seconds: float = 1.0,
         max_backoff: float = 15.0,
         max_attempts: int = 240,
@@ -112,7 +122,7 @@ class RunStarter:
         self.timeline = timeline
         self.api = prefect_api_url.rstrip("/")
         self.spool = spool
-        self.deployment = deployment
+        self.deployment = deployment  # None: ``<playbook>/<playbook>``, else ``<playbook>/runbook``
         self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts  # 240 attempts at 15 s: about an hour of Prefect outage
@@ -120,7 +130,8 @@ class RunStarter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._deployments: dict[str, str] = {}
+        self._deployments: dict[str, tuple[str, float]] = {}  # playbook -> (deployment id, valid until)
+        self._used: dict[str, str] = {}  # playbook -> the deployment path last logged for it
         self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -166,16 +177,32 @@ class RunStarter:
         return started
 
     def _deployment_id(self, playbook: str) -> str:
-        if playbook not in self._deployments:
-            r = self._http.get(f"{self.api}/deployments/name/{deployment_path(playbook, self.deployment)}")
+        cached = self._deployments.get(playbook)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        names = [self.deployment] if self.deployment else [None, LEGACY_DEPLOYMENT_NAME]
+        for name in names:
+            path = deployment_path(playbook, name)
+            r = self._http.get(f"{self.api}/deployments/name/{path}")
             if r.status_code == 404:
-                raise LookupError(
-                    f"no deployment {deployment_path(playbook, self.deployment)} on Prefect"
-                    " (is `runbook serve` running, or `prefect deploy` done?)"
-                )
+                continue
             r.raise_for_status()
-            self._deployments[playbook] = r.json()["id"]
-        return self._deployments[playbook]
+            legacy = name == LEGACY_DEPLOYMENT_NAME
+            valid_until = time.monotonic() + LEGACY_RECHECK_SECONDS if legacy else float("inf")
+            self._deployments[playbook] = (r.json()["id"], valid_until)
+            if self._used.get(playbook) != path:
+                self._used[playbook] = path
+                log.info(
+                    "starting runs of %s as deployment %s%s",
+                    playbook,
+                    path,
+                    f" ({deployment_path(playbook)} not found: an older `runbook serve`?)" if legacy else "",
+                )
+            return self._deployments[playbook][0]
+        tried = " or ".join(deployment_path(playbook, n) for n in names)
+        raise LookupError(
+            f"no deployment {tried} on Prefect (is `runbook serve` running, or `prefect deploy` done?)"
+        )
 
     def _start(self, claim: Claim) -> int:
         incident = claim.parameters.get("incident") or {}

@@ -99,8 +99,8 @@ def run_demo() -> tuple[int, DemoResult]:
             settings = Settings.from_env(demo_env)
             serve = Serve(tmp / "serve.log", dict(demo_env)).start()
             say(t0, f"runbook serve (pid {serve.proc.pid if serve.proc else '?'}): starting ...")
-            serve.wait_ready(env["PREFECT_API_URL"].rstrip("/"), "backlog-triage/runbook")
-            say(t0, "runbook serve: backlog-triage/runbook is served (Prefect deployment, fast lane on)")
+            serve.wait_ready(env["PREFECT_API_URL"].rstrip("/"), "backlog-triage/backlog-triage")
+            say(t0, "runbook serve: backlog-triage/backlog-triage is served (Prefect deployment, fast lane)")
             gateway = UvicornThread(create_app(settings), name="demo-gateway").start()
             say(t0, f"gateway: {gateway.url} (POST /webhooks/pagerduty, POST /slack/interactions)")
 
