@@ -180,7 +180,7 @@ def main() -> None:
         ch = conn.channel()
         try:
             wait(
-                lambda: httpx.get(f"{api}/deployments/name/{name}/runbook", timeout=5).status_code == 200,
+                lambda: httpx.get(f"{api}/deployments/name/{name}/{name}", timeout=5).status_code == 200,
                 90,
                 "served deployment",
             )
@@ -200,7 +200,7 @@ def main() -> None:
                 serve.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 serve.kill()
-            dep = httpx.get(f"{api}/deployments/name/{name}/runbook", timeout=5)
+            dep = httpx.get(f"{api}/deployments/name/{name}/{name}", timeout=5)
             if dep.status_code == 200:
                 dep_id = dep.json()["id"]
                 runs = httpx.post(
