@@ -18,6 +18,7 @@ from runbook.actions import ActionContext, Connections, invoke
 from runbook.cli import main
 from runbook.core.settings import Settings
 from runbook.runtime import cached_registry
+from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
 from tests.gameday.conftest import wait_until
 
 MGMT = "http://127.0.0.1:15672/api"
@@ -173,3 +174,36 @@ def test_full_drill_backlog_poison(
         for q in httpx.get(f"{MGMT}/queues", auth=GUEST, timeout=10).json()
         if q["name"].startswith("drill-") and q["name"].endswith("-quarantine")
     ], "cleaned up"
+
+
+@pytest.mark.parametrize(
+    ("fault", "verdict", "approved"),
+    [
+        ("bullmq-poison", "poison_messages", "quarantine"),
+        ("table-stuck", "poison_messages", "quarantine"),
+        ("kafka-lag", "consumer_outage", "start_consumers"),
+    ],
+)
+def test_full_drill_per_queue_system(
+    fault: str,
+    verdict: str,
+    approved: str,
+    prefect_server: str,
+    drill_settings: Settings,
+    redis_available: None,  # noqa: F811
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 14: a drill per queue system (params set ``system``); found, and fixed on the real
+    system (BullMQ failed set, the DLQ table, the group's committed offsets) after approval."""
+    monkeypatch.setenv("RUNBOOK_DATABASE_URL", f"sqlite:///{tmp_path / 'runbook.db'}")
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert FAULTS[fault]("x", drill_settings).params()["system"] in ("bullmq", "pg_table", "kafka")
+    code = main(["drill", "backlog-triage", "--fault", fault, "--approve"])
+    out = capsys.readouterr().out
+    assert f"found: yes — verdict {verdict}" in out, out
+    assert code == 0 and "fixed: yes" in out and f"approval: {approved}: approved" in out, out

@@ -21,6 +21,7 @@ from runbook_devtools.drills.fault_base import CONSUMERS, Fault
 from runbook_devtools.drills.kube_standin import KubeWorld, Workload
 from runbook_devtools.drills.local import ConnectionHolder, ThrowawayPostgres
 from runbook_devtools.drills.poison import BacklogPoison
+from runbook_devtools.drills.system_faults import BullMQPoison, KafkaLag, TableStuck
 
 __all__ = ["CONSUMERS", "FAULTS", "BacklogPoison", "Fault"]
 
@@ -329,5 +330,8 @@ FAULTS: dict[str, type[Fault]] = {
         KafkaBrokerDown,
         StuckExecutions,
         PgConnectionExhaustion,
+        BullMQPoison,
+        TableStuck,
+        KafkaLag,
     )
 }
