@@ -171,8 +171,8 @@ def main() -> None:
             [sys.executable, "-m", "runbook.cli", "serve", "--limit", "4"],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=(tmp / "serve.log").open("w"),
+            stderr=subprocess.STDOUT,
         )
         os.environ["KUBECONFIG"] = env["KUBECONFIG"]
         app = create_app(settings, prefect_api_url=api)
@@ -181,8 +181,8 @@ def main() -> None:
         try:
             wait(
                 lambda: httpx.get(f"{api}/deployments/name/{name}/{name}", timeout=5).status_code == 200,
-                90,
-                "served deployment",
+                180,
+                f"served deployment (runbook serve's output: {tmp / 'serve.log'})",
             )
             with UvicornThread(app) as server:
                 queues = f"am-bench-{run_tag}.*"
