@@ -18,6 +18,7 @@ demo: setup
 
 test: setup check
 	scripts/services.sh browser
+	scripts/services.sh monitoring
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # the static checks: style and complexity, the layer contracts, types, the shipped playbooks
