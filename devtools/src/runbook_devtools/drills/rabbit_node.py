@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from runbook_devtools.drills.local import wait_for
+from runbook_devtools.net import free_port
 
 MAIN_MGMT = "http://127.0.0.1:15672"
 AUTH = ("guest", "guest")
@@ -54,6 +55,15 @@ def _host() -> str:
         return main_node_name().split("@", 1)[1]
     except Exception:  # noqa: BLE001 - main node down: the host's short name, as rabbitmq uses it
         return socket.gethostname().split(".")[0]
+
+
+def _plugin_enabled(plugin: str) -> bool:
+    """Whether the shared enabled-plugins file (every node on the host reads it) lists ``plugin``."""
+    path = Path(os.environ.get("RABBITMQ_ENABLED_PLUGINS_FILE", "/etc/rabbitmq/enabled_plugins"))
+    try:
+        return plugin in path.read_text()
+    except OSError:
+        return False
 
 
 class RabbitNode:
@@ -98,9 +108,11 @@ class RabbitNode:
         self.remove()  # leftovers of an interrupted run
         self.base.mkdir(parents=True)
         # standalone nodes accept guest from loopback only; that is all a drill needs
-        (self.base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.amqp_port}\nmanagement.tcp.port = {self.mgmt_port}\n"
-        )
+        conf = f"listeners.tcp.local = 127.0.0.1:{self.amqp_port}\nmanagement.tcp.port = {self.mgmt_port}\n"
+        if _plugin_enabled("rabbitmq_prometheus"):
+            # the main node holds 15692: a second node with the plugin on the same port never boots
+            conf += f"prometheus.tcp.port = {free_port()}\n"
+        (self.base / "rabbitmq.conf").write_text(conf)
         shutil.chown(self.base, "rabbitmq", "rabbitmq")
         shutil.chown(self.base / "rabbitmq.conf", "rabbitmq", "rabbitmq")
         env = {
