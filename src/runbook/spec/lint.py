@@ -19,7 +19,15 @@ from runbook.actions.registry import ActionRegistry, ActionSpec
 from runbook.core.expressions import TemplateSyntaxError, is_expression, parse_template, references
 from runbook.spec.models import Playbook
 from runbook.spec.results import result_field_problems, role_warnings
-from runbook.spec.yamlsource import Path_, Problem, Source, UnreadableSource, load_source, read_source_text
+from runbook.spec.yamlsource import (
+    Path_,
+    Problem,
+    Source,
+    UnreadableSource,
+    load_source,
+    read_source_text,
+    strings_in,
+)
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 
@@ -174,7 +182,7 @@ def _step_problems(
             problems.append(src.problem((*path, "approval"), "a manual step needs someone to click Done"))
     # expressions
     deferred = spec.deferred_fields() if spec is not None else set()
-    for sub, value in _strings(with_, (*path, "with")):
+    for sub, value in strings_in(with_, (*path, "with")):
         allow = {"result"} if len(sub) > len(path) + 1 and sub[len(path) + 1] in deferred else set()
         problems.extend(_expr_problems(src, sub, value, earlier, params, condition=False, allow=allow))
     when = step.get("when")
@@ -233,7 +241,7 @@ def _literal_problems(src: Source, path: Path_, with_: dict[str, Any], spec: Act
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
         key = f.alias or name
         if extra.get("literal") and key in with_:
-            for sub, value in _strings(with_[key], (*path, key)):
+            for sub, value in strings_in(with_[key], (*path, key)):
                 if any(mark in value for mark in ("{{", "{%", "{#")):
                     problems.append(
                         src.problem(
@@ -256,7 +264,7 @@ def _sql_template_problems(src: Source, path: Path_, with_: Any) -> list[Problem
     Parameters reach SQL only as ``%(name)s`` values and ``table:`` identifiers; text rendered from
     params or step outputs could turn into any statement."""
     problems = []
-    for sub, value in _strings(with_, path):
+    for sub, value in strings_in(with_, path):
         if sub and sub[-1] == "sql" and any(mark in value for mark in _TEMPLATE_MARKS):
             problems.append(
                 src.problem(
@@ -409,18 +417,7 @@ def _alert_param_problems(src: Source, data: dict[str, Any], params: dict[str, A
 
 
 def _has_expression(value: Any) -> bool:
-    return any(is_expression(v) for _, v in _strings(value, ()))
-
-
-def _strings(value: Any, path: Path_) -> Iterable[tuple[Path_, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, (*path, i))
+    return any(is_expression(v) for _, v in strings_in(value, ()))
 
 
 def _expr_problems(

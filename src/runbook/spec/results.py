@@ -17,7 +17,7 @@ from jinja2 import nodes
 
 from runbook.actions.registry import ActionRegistry
 from runbook.core.expressions import TemplateSyntaxError, is_expression, parse_template
-from runbook.spec.yamlsource import Path_, Problem, Source
+from runbook.spec.yamlsource import Path_, Problem, Source, strings_in
 
 #: what every step output may hold besides its result fields (skipped, failed, dry-run outputs) and
 #: the mapping methods expressions use on outputs
@@ -66,19 +66,8 @@ def _step_fields(tree: nodes.Node) -> Iterator[tuple[str, str]]:
             yield sid, node.arg.value
 
 
-def _strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, (*path, i))
-
-
 def _expressions(path: Path_, step: dict[str, Any]) -> Iterator[tuple[Path_, str, bool]]:
-    for sub, text in _strings(step.get("with", {}), (*path, "with")):
+    for sub, text in strings_in(step.get("with", {}), (*path, "with")):
         if is_expression(text):
             yield sub, text, False
     if isinstance(step.get("when"), str):

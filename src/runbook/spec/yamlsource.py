@@ -262,3 +262,15 @@ def _scalar(node: yaml.Node, src: Source) -> Any:
     except yaml.YAMLError as exc:
         src.problems.append(Problem(src.file, *_pos(node), f"bad value: {exc}"))
         return node.value
+
+
+def strings_in(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    """Every string inside plain YAML data, with its path (for checks on templates and literals)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings_in(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings_in(v, (*path, i))

@@ -58,7 +58,12 @@ from runbook.actions.postgres.client import (
     stream_rows,
 )
 from runbook.actions.postgres.execute import ExecuteParams, ExecuteResult, describe_execute, run_execute
-from runbook.actions.postgres.sql import PLACEHOLDER, StatementRefused, check_final, read_statement
+from runbook.actions.postgres.sql import (
+    StatementRefused,
+    check_final,
+    read_statement,
+    table_placeholder_problem,
+)
 from runbook.actions.registry import ActionResult, action
 from runbook.core.files import UnsafePath, data_dir, relative_parts, write_private
 from runbook.core.identifiers import check_identifier
@@ -100,11 +105,9 @@ class QueryParams(BaseModel):
 
     @model_validator(mode="after")
     def _table_used(self) -> QueryParams:
-        uses = PLACEHOLDER in self.sql
-        if uses and self.table is None:
-            raise ValueError(f"sql uses {PLACEHOLDER} but the step names no table:")
-        if self.table is not None and not uses:
-            raise ValueError(f"table: is given but sql does not use {PLACEHOLDER}")
+        problem = table_placeholder_problem(self.sql, self.table)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -44,6 +44,7 @@ from runbook.actions.postgres.sql import (
     dml_statement,
     dml_target,
     func_name,
+    table_placeholder_problem,
     walk,
 )
 from runbook.actions.registry import ActionResult
@@ -120,11 +121,9 @@ class ExecuteParams(BaseModel):
 
     @model_validator(mode="after")
     def _table_used(self) -> ExecuteParams:
-        uses = PLACEHOLDER in self.sql
-        if uses and self.table is None:
-            raise ValueError(f"sql uses {PLACEHOLDER} but the step names no table:")
-        if self.table is not None and not uses:
-            raise ValueError(f"table: is given but sql does not use {PLACEHOLDER}")
+        problem = table_placeholder_problem(self.sql, self.table)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

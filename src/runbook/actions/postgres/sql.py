@@ -331,3 +331,14 @@ def check_final(
         rel = dml_target(parse_one(text))
         if (rel.schemaname, rel.relname) != target:
             raise StatementRefused("the statement's target changed when the table name was filled in")
+
+
+def table_placeholder_problem(sql: str, table: str | None) -> str | None:
+    """Why ``sql`` and ``table`` do not go together (the ``{table}`` placeholder needs a table, a
+    table needs the placeholder); None when they do."""
+    uses = PLACEHOLDER in sql
+    if uses and table is None:
+        return f"sql uses {PLACEHOLDER} but the step names no table:"
+    if table is not None and not uses:
+        return f"table: is given but sql does not use {PLACEHOLDER}"
+    return None
