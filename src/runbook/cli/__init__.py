@@ -251,7 +251,7 @@ environment (contract variables first; every one is read once, when the command 
   RUNBOOK_TEMPLATES                  folder overriding the postmortem/report templates
   RUNBOOK_HEARTBEAT_SECONDS          run heartbeat interval (the reaper's clock)
   RUNBOOK_FAST_LANE                  0: `runbook serve` starts due runs only through the Prefect runner
-  RUNBOOK_SYSTEMCTL                  how systemd actions run systemctl (default: systemctl; e.g. ssh HOST systemctl)
+  RUNBOOK_SYSTEMCTL                  how systemd actions call systemctl (e.g. "ssh HOST systemctl")
   PREFECT_API_URL                    the Prefect server (default: http://127.0.0.1:4200/api)
   NO_COLOR                           set: no colour even on a terminal
   RUNBOOK_DEBUG                      set: print the full traceback of an unexpected error
