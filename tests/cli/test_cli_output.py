@@ -107,18 +107,19 @@ def test_approve_after_the_run_ended_is_refused_quickly_and_the_request_voided(t
     )
     approvals = ApprovalStore(store.db)
     row, _ = approvals.create(req, None)
-    store.finish_run("run-ended", "crashed", "worker lost")
+    # an ended run (a crashed one is not ended: it is retried and its approvals stay decidable)
+    store.finish_run("run-ended", "failed", "an earlier step failed")
     env = {**os.environ, "RUNBOOK_DATABASE_URL": url, "RUNBOOK_HOME": str(tmp_path / "home")}
     for k in ("SLACK_BOT_TOKEN", "RUNBOOK_APPROVERS"):
         env.pop(k, None)
     code, text, seconds = run_in_pty(["approve", "run-ended", "purge"], env)
     assert code == 1
     assert text.strip() == (
-        "error: run 'run-ended' has ended (crashed): step 'purge' will not run, so there is nothing"
+        "error: run 'run-ended' has ended (failed): step 'purge' will not run, so there is nothing"
         " to approve or deny"
     )
     assert "ERROR" not in text and "Traceback" not in text
     assert seconds <= 2.0 + 1.5, f"took {seconds:.1f}s"  # ≤ 2 s of work; the rest is interpreter start
     assert approvals.get(row.id).status == "voided"  # type: ignore[union-attr]
     voided = [e for e in store.events("run-ended") if e.kind == "approval.voided"]
-    assert len(voided) == 1 and "ended (crashed)" in voided[0].summary
+    assert len(voided) == 1 and "ended (failed)" in voided[0].summary

@@ -17,13 +17,16 @@ import sys
 from typing import Any
 
 from runbook.approvals.policy import Identity, operating_system_user
-from runbook.core.states import FINAL_RUN_STATUSES
+from runbook.core.states import FINAL_RUN_STATUSES, RunStatus
 
 
 def _ended(runtime: Any, run_id: str) -> str | None:
-    """The run's final status when it has ended (then nothing of it can be approved), else None."""
+    """The run's final status when it has ended (then nothing of it can be approved), else None.
+
+    A crashed run has not ended for this purpose: it is retried with the same run id, and a
+    decision recorded while no worker waits is honoured then."""
     run = runtime.store.get_run(run_id)
-    if run is None or run["status"] not in FINAL_RUN_STATUSES:
+    if run is None or run["status"] not in FINAL_RUN_STATUSES or run["status"] == RunStatus.CRASHED:
         return None
     return str(run["status"])
 

@@ -5,8 +5,9 @@ finished on another path) would keep live Approve buttons in Slack and let ``run
 say "approved" for a step that will never run. :func:`void_pending` closes every pending request
 of the run as ``voided`` with the reason, records ``approval.voided``, and queues the Slack update
 of each request message that was posted (the header then says Voided and the buttons go), which
-any runbook process sharing the store posts. Called for ``run.finished`` by the recorder and by
-the reaper for runs whose worker died.
+any runbook process sharing the store posts. Called for ``run.finished`` by the recorder. Not for a
+run the reaper marks crashed: that run is retried with the same run id, and a decision recorded
+while no worker waited is honoured then.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ from runbook.core.clock import ts
 from runbook.core.events import Event, Kind
 from runbook.core.states import RunStatus
 from runbook.store.timeline import RUNNING, TimelineStore
-from runbook.timeline.closing import void_pending
 
 log = logging.getLogger("runbook.reaper")
 
@@ -151,7 +150,8 @@ def reap_lost_runs(
                 details={"status": CRASHED, "reason": reason, "last_heartbeat": last_beat, "in_flight": what},
             )
         )
-        void_pending(store, run_id, "the run crashed (worker lost) before a decision")
+        # pending approvals stay pending: a crashed run is retried with the same run id, and a
+        # decision recorded meanwhile is honoured then (docs/APPROVALS.md); only an ended run voids them
         log.warning("run %s marked crashed: %s", run_id, reason)
         if on_crash is not None:
             on_crash(run_id, reason)
