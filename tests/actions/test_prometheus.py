@@ -61,8 +61,16 @@ def test_query_reads_the_real_broker_through_prometheus(prom_ctx, registry, fill
 def test_query_range_summarises_the_window(prom_ctx, registry, filled_queue) -> None:
     q = f'rabbitmq_detailed_queue_messages_ready{{queue="{filled_queue}"}}'
     wait_scraped(f"{q} == 37", timeout=30)
-    out: Any = invoke(
-        registry["prometheus.query_range"], prom_ctx, {"query": q, "window": "1m", "step": "2s", "below": 1}
+    params = {"query": q, "window": "1m", "step": "2s", "below": 1}
+    # the range query sees the sample a moment after the instant query does (evaluation lag under load)
+    out: Any = wait_until(
+        lambda: (
+            (r := invoke(registry["prometheus.query_range"], prom_ctx, params)).count == 1
+            and r.last == 37.0
+            and r
+        ),
+        timeout=30,
+        what="the range query to see the scraped value",
     )
     assert out.checked and out.count == 1 and out.window_seconds == 60 and out.step_seconds == 2
     assert out.last == 37.0 and out.max == 37.0 and out.series[0].points >= 1

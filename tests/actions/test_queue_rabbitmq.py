@@ -12,6 +12,7 @@ import pytest
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
 from runbook.core.settings import Settings
+from tests.support.waiting import wait_until
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -100,9 +101,20 @@ def test_prefetch_burst_is_indistinguishable_not_a_retry_storm(queues, registry,
     q, quarantine = queues
     consumer = Consumer(q, "m-3", prefetch=10, crash=True)
     consumer.start()
-    time.sleep(1.5)
     try:
-        sample = call(registry, settings, "queue.sample", {"system": "rabbitmq", "queue": q, "count": 20})
+        # the crashed prefetch batch comes back requeued a moment later (longer on a loaded machine)
+        sample = wait_until(
+            lambda: (
+                (
+                    s := call(
+                        registry, settings, "queue.sample", {"system": "rabbitmq", "queue": q, "count": 20}
+                    )
+                )["indistinguishable"]
+                and s
+            ),
+            timeout=20,
+            what="the requeued prefetch batch in the sample",
+        )
     finally:
         consumer.stop.set()
         consumer.join(5)
