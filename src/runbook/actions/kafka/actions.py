@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from runbook.actions.context import ActionContext
 from runbook.actions.kafka import canary as canary_
-from runbook.actions.kafka import lag, reset, topics
+from runbook.actions.kafka import head, lag, progress, reset, topics
 from runbook.actions.kafka.canary import CANARY_HEADER
 from runbook.actions.kafka.client import KafkaClients, RoundTrips, clients_of, kafka_clients, unavailable
+from runbook.actions.kafka.head import SampleHeadParams, SampleHeadResult
 from runbook.actions.kafka.models import (
     CanaryParams,
     CanaryResult,
@@ -28,6 +29,7 @@ from runbook.actions.kafka.models import (
     TopicParams,
     TopicResult,
 )
+from runbook.actions.kafka.progress import LagProgressParams, LagProgressResult
 from runbook.actions.kafka.reset import ResetParams, ResetResult, plan_reset
 from runbook.actions.registry import action
 
@@ -51,6 +53,33 @@ def consumer_lag(ctx: ActionContext, params: LagParams) -> LagResult:
     non-internal topic is checked in the same single OffsetFetch).
     """
     return lag.consumer_lag(ctx, params)
+
+
+@action(
+    "kafka.lag_progress",
+    summary="Stuck or slow consumers: committed-offset movement per partition over a window",
+)
+def lag_progress(ctx: ActionContext, params: LagProgressParams) -> LagProgressResult:
+    """Reads the group's lag twice ``window`` seconds apart and judges every partition: ``stuck``
+    (lag > 0 and the committed offset did not move), ``slow`` (it moved but the lag grew),
+    ``catching_up`` (it moved and the lag did not grow), ``caught_up`` (no lag). The group's state
+    is the worst partition's, so one consumer wedged on a poison message is not hidden by the
+    others; ``stuck``/``slow`` list the partitions and ``evidence`` says the rates."""
+    return progress.lag_progress(ctx, params)
+
+
+@action(
+    "kafka.sample_head",
+    summary="Per-message evidence at each lagging partition's committed offset, read without committing",
+)
+def sample_head(ctx: ActionContext, params: SampleHeadParams) -> SampleHeadResult:
+    """Reads the first ``per_partition`` messages the group has not consumed on each lagging
+    partition, from its committed offset, with a reader outside the group (``assign()``, throw-away
+    group id, auto-commit off; the group's offsets and members are untouched), bounded by
+    ``max_messages`` and ``max_seconds``. Per message: partition, offset, timestamp and age, key and
+    value sizes, header names and a retry count from a retry header (``retry-count``, ``x-retry``,
+    ``kafka_deliveryAttempt``...). Never bodies, keys or other header values."""
+    return head.sample_head(ctx, params)
 
 
 @action("kafka.cluster_health", summary="Brokers, controller, under-replicated and offline partitions")
@@ -112,6 +141,8 @@ __all__ = [
     "consumer_lag",
     "describe_topic",
     "kafka_clients",
+    "lag_progress",
     "reset_offsets",
+    "sample_head",
     "unavailable",
 ]

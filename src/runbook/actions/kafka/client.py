@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -77,6 +78,7 @@ __all__ = [
     "list_offsets",
     "metadata",
     "partitions_of",
+    "read_at",
     "translate",
     "unavailable",
     "wait_all",
@@ -337,3 +339,93 @@ def list_offsets(
         else:
             out[key] = res.offset
     return out
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
+    """(name, raw value) pairs; values are bytes or None in confluent-kafka."""
+    out: list[tuple[str, bytes | None]] = []
+    for pair in raw or []:
+        name, value = pair[0], pair[1]
+        out.append((str(name), value if isinstance(value, bytes) or value is None else str(value).encode()))
+    return out
+
+
+def _share(possible: Mapping[TPKey, int], max_messages: int) -> dict[TPKey, int]:
+    """Messages to read per partition, round robin: a cut sample still covers every partition."""
+    wanted: dict[TPKey, int] = {}
+    left = min(max_messages, sum(possible.values()))
+    while left > 0:
+        for key, n in possible.items():
+            if left > 0 and wanted.get(key, 0) < n:
+                wanted[key] = wanted.get(key, 0) + 1
+                left -= 1
+    return wanted
+
+
+def _row(msg: Any, key: TPKey) -> dict[str, Any]:
+    """A message's metadata; the key and value are measured, never kept."""
+    kind, stamp = msg.timestamp()
+    k, v = msg.key(), msg.value()
+    return {
+        "topic": key[0],
+        "partition": key[1],
+        "offset": msg.offset(),
+        "timestamp_ms": stamp if kind != 0 and stamp >= 0 else None,
+        "key_size": len(k) if k is not None else None,
+        "value_size": len(v) if v is not None else None,
+        "headers": _headers(msg.headers()),
+    }
+
+
+def read_at(
+    clients: KafkaClients,
+    starts: Mapping[TPKey, tuple[int, int]],
+    per_partition: int,
+    max_messages: int,
+    seconds: float,
+    trips: RoundTrips,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Read up to ``per_partition`` messages from each ``(topic, partition) -> (offset, high)``.
+
+    A reader outside the group: ``assign()`` (no join, no rebalance of the real consumers) under a
+    throw-away group id, auto-commit and offset store off, so nothing is ever committed; closed
+    before returning. Returns metadata only (sizes, timestamp, header names with their raw values
+    for the caller to pick retry counts from, never kept further) and whether every wanted message
+    was read within ``max_messages`` and ``seconds``.
+    """
+    possible = {k: min(per_partition, max(0, h - o)) for k, (o, h) in sorted(starts.items())}
+    wanted = _share(possible, max_messages)
+    if not wanted:
+        return [], True
+    trips.add("fetch(head)")
+    consumer = clients.consumer(**{"enable.auto.offset.store": False, "auto.offset.reset": "error"})
+    out: list[dict[str, Any]] = []
+    seen = dict.fromkeys(wanted, 0)
+    try:
+        consumer.assign([TopicPartition(t, p, starts[(t, p)][0]) for (t, p) in wanted])
+        deadline = time.monotonic() + seconds
+        while any(seen[k] < wanted[k] for k in wanted) and time.monotonic() < deadline:
+            msg = consumer.poll(min(0.2, max(0.01, deadline - time.monotonic())))
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() in UNREACHABLE_CODES:
+                    raise unavailable(clients, "read head messages", err.str())
+                continue
+            key = (str(msg.topic()), int(msg.partition() or 0))
+            if key not in seen or seen[key] >= wanted[key]:
+                continue
+            seen[key] += 1
+            if seen[key] == wanted[key]:
+                consumer.pause([TopicPartition(key[0], key[1])])
+            out.append(_row(msg, key))
+    except ActionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated
+        raise translate(clients, "read head messages", exc) from None
+    finally:
+        consumer.close()
+    complete = seen == wanted and wanted == {k: n for k, n in possible.items() if n}
+    out.sort(key=lambda m: (m["topic"], m["partition"], m["offset"]))
+    return out, complete
