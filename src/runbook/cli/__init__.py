@@ -242,7 +242,8 @@ environment (contract variables first; every one is read once, when the command 
   KUBECONFIG                         Kubernetes (in-cluster config in a pod)
   DATABASE_URL                       the PostgreSQL playbooks inspect (not the store)
   REDIS_URL                          Redis of BullMQ queues (default: redis://127.0.0.1:6379/0)
-  AWS_ENDPOINT_URL, AWS_REGION       SQS (and the usual AWS credential variables)
+  AWS_ENDPOINT_URL, AWS_REGION       SQS endpoint (none: AWS's) and region (or AWS_DEFAULT_REGION)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   SQS credentials (none: boto3's chain)
   PROMETHEUS_URL                     Prometheus HTTP API (none: metric steps say "not checked")
   PAGERDUTY_FROM_EMAIL               From: address of PagerDuty notes
   PROMETHEUS_BEARER_TOKEN            bearer token for PROMETHEUS_URL

@@ -43,6 +43,13 @@ class Settings:
     kafka_bootstrap_servers: str | None = None
     #: the Redis of BullMQ queues (queue.* actions with system bullmq)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: SQS (queue.* with system sqs): a local server's endpoint (none: AWS's own) and the region
+    aws_endpoint_url: str | None = None
+    aws_region: str | None = None
+    #: AWS credentials when given as variables; none: boto3's own chain (profile, SSO, instance role)
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
     kubeconfig: str | None = None
     database_inspect_url: str | None = None
     prefect_api_url: str = "http://127.0.0.1:4200/api"
@@ -84,6 +91,11 @@ class Settings:
             rabbitmq_management_url=e.get("RABBITMQ_MANAGEMENT_URL") or cls.rabbitmq_management_url,
             kafka_bootstrap_servers=e.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             redis_url=e.get("REDIS_URL") or cls.redis_url,
+            aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            aws_region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or None,
+            aws_access_key_id=e.get("AWS_ACCESS_KEY_ID") or None,
+            aws_secret_access_key=e.get("AWS_SECRET_ACCESS_KEY") or None,
+            aws_session_token=e.get("AWS_SESSION_TOKEN") or None,
             kubeconfig=e.get("KUBECONFIG") or None,
             database_inspect_url=e.get("DATABASE_URL") or None,
             prefect_api_url=e.get("PREFECT_API_URL") or cls.prefect_api_url,
@@ -109,6 +121,8 @@ class Settings:
             self.pagerduty_api_token,
             self.prometheus_bearer_token,
             self.alertmanager_token,
+            self.aws_secret_access_key,
+            self.aws_session_token,
         ):
             if value:
                 found.append(value)
@@ -120,6 +134,7 @@ class Settings:
             self.prometheus_url,
             self.kafka_bootstrap_servers,
             self.redis_url,
+            self.aws_endpoint_url,
         ):
             found.extend(secrets_in_url(url or ""))
         return found

@@ -9,11 +9,13 @@ from pydantic import Field
 from runbook.actions.queue.system import Target
 from runbook.actions.registry import ActionResult
 
-SystemName = Literal["rabbitmq", "bullmq", "pg_table", "kafka"]
+SystemName = Literal["rabbitmq", "bullmq", "pg_table", "kafka", "sqs"]
 
 
 class QueueParams(Target):
-    system: SystemName = Field("rabbitmq", description="queue system: rabbitmq, bullmq, pg_table or kafka")
+    system: SystemName = Field(
+        "rabbitmq", description="queue system: rabbitmq, bullmq, pg_table, kafka or sqs"
+    )
 
 
 class StatsParams(QueueParams):

@@ -13,6 +13,7 @@ IMPLEMENTATIONS = {
     "bullmq": ("runbook.actions.bullmq.system", "BullMQ"),
     "pg_table": ("runbook.actions.pg_table.system", "TableQueue"),
     "kafka": ("runbook.actions.kafka.system", "KafkaLag"),
+    "sqs": ("runbook.actions.sqs.system", "SQS"),
 }
 
 

@@ -1,0 +1,1 @@
+"""SQS as a queue system (``system=sqs``): see ``system``."""

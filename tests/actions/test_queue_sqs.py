@@ -1,0 +1,186 @@
+"""queue.* with system sqs against moto in server mode on loopback, incidents made with boto3."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runbook.actions import ActionContext, ActionError, ActionRegistry, Connections, describe, invoke
+from runbook.actions.context import BackendUnavailable
+from runbook.core.settings import Settings
+from tests.support.sqs import SQSBench, free_port, moto_sqs, sqs_settings  # noqa: F401  (fixture)
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def bench(moto_sqs: str, unique: str) -> Iterator[SQSBench]:  # noqa: F811
+    b = SQSBench(moto_sqs, unique)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def sqs(settings: Settings, moto_sqs: str) -> Settings:  # noqa: F811
+    return sqs_settings(settings, moto_sqs)
+
+
+def ctx_of(settings: Settings) -> ActionContext:
+    return ActionContext(Connections(settings), deadline=time.monotonic() + 30)
+
+
+def call(registry: ActionRegistry, settings: Settings, name: str, params: dict[str, Any]) -> Any:
+    return invoke(registry[name], ctx_of(settings), params).model_dump()
+
+
+def queues(b: SQSBench, max_receive_count: int = 10) -> dict[str, str]:
+    """A work queue with a redrive policy, its DLQ and a quarantine queue (unique names)."""
+    names = {"queue": f"work-{b.tag}", "dlq": f"work-{b.tag}-dlq", "quarantine_queue": f"work-{b.tag}-q"}
+    b.create(names["dlq"])
+    b.create(names["queue"], max_receive_count, names["dlq"])
+    b.create(names["quarantine_queue"])
+    return {"system": "sqs", "queue": names["queue"], "quarantine_queue": names["quarantine_queue"]}
+
+
+def test_stats_from_attributes_and_the_redrive_policy_dlq(bench, registry, sqs) -> None:
+    q = queues(bench)
+    bench.send(q["queue"], 12)
+    bench.client.send_message(QueueUrl=bench.url(q["queue"]), MessageBody="later", DelaySeconds=60)
+    bench.client.receive_message(QueueUrl=bench.url(q["queue"]), MaxNumberOfMessages=2, VisibilityTimeout=60)
+    bench.send(f"{q['queue']}-dlq", 3)
+    stats = call(registry, sqs, "queue.stats", {**q, "dlq": "not-this-one"})
+    assert (stats["depth"], stats["ready"], stats["in_flight"], stats["delayed"]) == (13, 10, 2, 1)
+    assert stats["dlq_depth"] == 3 and stats["consumers"] is None  # the policy's DLQ, not `dlq`
+    assert stats["details"]["dlq"] == f"{q['queue']}-dlq" and stats["details"]["max_receive_count"] == 10
+    assert "unknown consumers" in stats["summary"]
+
+
+def test_sample_names_the_poison_and_never_creates_evidence(bench, registry, sqs) -> None:
+    q = queues(bench)
+    (poison,) = bench.send(q["queue"], 1, prefix="poison")
+    bench.receive_times(q["queue"], poison, 4)  # a consumer failed on it four times
+    innocents = bench.send(q["queue"], 15)
+    for _ in range(4):  # repeated looks (one run's retries, later runs of this process) add nothing
+        sample = call(registry, sqs, "queue.sample", {**q, "count": 20, "min_attempts": 3})
+        assert sample["count"] == 16 and sample["suspects"] == [poison], sample
+        assert sample["suspect_evidence"] == [f"{poison}: delivered 4 times"]
+        rows = {m["id"]: m for m in sample["messages"]}
+        assert rows[poison]["delivery_count"] == 4 and rows[poison]["first_received_seconds_ago"] is not None
+        assert all(rows[i]["delivery_count"] == 0 for i in innocents)
+        assert "body-" not in json.dumps(sample)  # never a body
+    assert bench.counts(q["queue"]) == (16, 0)  # every message given back at once, none consumed
+    seen = bench.client.receive_message(
+        QueueUrl=bench.url(q["queue"]), MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"]
+    )["Messages"][0]
+    # SQS itself counts our receives (4 + 4 looks + this one); the sample subtracted them
+    assert seen["MessageId"] == poison and seen["Attributes"]["ApproximateReceiveCount"] == "9"
+
+
+def test_progress_sees_a_consumer_draining_and_an_outage(bench, registry, sqs) -> None:
+    q = queues(bench)
+    bench.send(q["queue"], 40)
+    outage = call(registry, sqs, "queue.progress", {**q, "window": 1})
+    assert outage["verdict"] == "stalled" and outage["delivered"] == 0 and outage["in_flight"] == 0
+    stop = threading.Event()
+
+    def consume() -> None:
+        url = bench.url(q["queue"])
+        while not stop.is_set():
+            for m in bench.client.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", []):
+                bench.client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            time.sleep(0.1)
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    try:
+        progress = call(registry, sqs, "queue.progress", {**q, "window": 2})
+    finally:
+        stop.set()
+        t.join(5)
+    assert progress["verdict"] == "draining" and progress["completed"] >= 5, progress
+    assert progress["delivered"] >= progress["completed"]
+
+
+def test_quarantine_moves_exactly_the_poison_ids_and_nothing_else(bench, registry, sqs) -> None:
+    q = queues(bench)
+    innocents = bench.send(q["queue"], 20)
+    poison = bench.send(q["queue"], 2, prefix="poison")
+    innocents += bench.send(q["queue"], 10)
+    text = describe(registry["queue.quarantine"], ctx_of(sqs), {**q, "ids": poison})
+    assert "exactly 2" in text and poison[0] in text and "after the send succeeded" in text
+    params = {**q, "ids": [*poison, "no-such-id"], "reason": "KeyError"}
+    moved = call(registry, sqs, "queue.quarantine", params)
+    assert sorted(moved["ids"]) == sorted(poison) and moved["missing"] == ["no-such-id"]
+    assert moved["remaining"] == 30 and moved["destination"] == q["quarantine_queue"]
+    assert moved["seconds"] < 5
+    aside = bench.drain(q["quarantine_queue"])
+    originals = [m["MessageAttributes"]["runbook_original_id"]["StringValue"] for m in aside.values()]
+    assert sorted(originals) == sorted(poison)
+    assert {m["MessageAttributes"]["kind"]["StringValue"] for m in aside.values()} == {"poison"}
+    assert all(m["Body"].startswith('{"job": "poison-') for m in aside.values())
+    assert sorted(bench.drain(q["queue"])) == sorted(innocents)  # nothing else moved, nothing lost
+
+
+def test_quarantine_refuses_bad_input_clearly(bench, registry, sqs) -> None:
+    q = queues(bench)
+    with pytest.raises(ActionError, match="bad SQS message id"):
+        call(registry, sqs, "queue.quarantine", {**q, "ids": ["../x"]})
+    with pytest.raises(ActionError, match="must not be the queue itself"):
+        call(registry, sqs, "queue.quarantine", {**q, "quarantine_queue": q["queue"], "ids": ["a-1"]})
+    with pytest.raises(ActionError, match="not found"):
+        call(registry, sqs, "queue.quarantine", {**q, "quarantine_queue": "missing-q", "ids": ["a-1"]})
+    with pytest.raises(ActionError, match="bad SQS queue name"):
+        call(registry, sqs, "queue.stats", {**q, "queue": "a/b"})
+
+
+def test_canary_redrive_then_the_rest_loses_nothing(bench, registry, sqs) -> None:
+    q = queues(bench, max_receive_count=2)
+    dead = bench.send(q["queue"], 12, prefix="dead")
+    url = bench.url(q["queue"])
+    for _ in range(3):  # every message received twice and never deleted: SQS dead-letters them
+        got = bench.client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        while got.get("Messages"):
+            got = bench.client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    wait_until(lambda: bench.counts(f"{q['queue']}-dlq") == (12, 0) or None, 10, "12 dead-lettered")
+    assert call(registry, sqs, "queue.stats", q)["dlq_depth"] == 12
+    text = describe(registry["queue.redrive"], ctx_of(sqs), {**q, "count": 5})
+    assert "up to 5" in text and f"{q['queue']}-dlq" in text
+    canary = call(registry, sqs, "queue.redrive", {**q, "count": 5})
+    assert canary["moved"] == 5 and canary["remaining"] == 7 and bench.counts(q["queue"]) == (5, 0)
+    rest = call(registry, sqs, "queue.redrive", q)
+    assert rest["moved"] == 7 and rest["remaining"] == 0
+    assert "StartMessageMoveTask unavailable" in rest["warnings"][0]  # moto has none: the fallback ran
+    back = bench.drain(q["queue"])
+    jobs = sorted(json.loads(m["Body"])["job"] for m in back.values())
+    assert jobs == sorted(f"dead-{i}" for i in range(12))
+    assert len(dead) == 12 and bench.counts(f"{q['queue']}-dlq") == (0, 0)
+
+
+def test_redrive_without_a_dlq_is_a_clear_error(bench, registry, sqs) -> None:
+    name = f"plain-{bench.tag}"
+    bench.create(name)
+    with pytest.raises(ActionError, match="no redrive policy DLQ"):
+        call(registry, sqs, "queue.redrive", {"system": "sqs", "queue": name, "count": 1})
+
+
+def test_a_bad_endpoint_fails_with_the_backend_and_cause(registry, settings) -> None:
+    bad = sqs_settings(settings, f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as err:
+        call(registry, bad, "queue.stats", {"system": "sqs", "queue": "orders"})
+    assert str(err.value).startswith("sqs: SQS unreachable at http://127.0.0.1:") and err.value.transient
+    assert time.monotonic() - started < 10
+    secret = dataclasses.replace(bad, aws_secret_access_key="s3cr3t-value")
+    with pytest.raises(ActionError) as err2:
+        call(registry, secret, "queue.stats", {"system": "sqs", "queue": "orders"})
+    assert "s3cr3t-value" not in str(err2.value)
+
+
+def test_a_missing_queue_is_named(registry, sqs) -> None:
+    with pytest.raises(ActionError, match=r"SQS queue 'no-such-queue' not found"):
+        call(registry, sqs, "queue.stats", {"system": "sqs", "queue": "no-such-queue"})
