@@ -80,7 +80,9 @@ def test_rabbitmq_hot_requeue_loop_is_never_no_backlog(
     if result.verdict == "poison_messages":
         assert "m-0" in result.output("classify")["evidence"]
         assert approver.request("quarantine").params["ids"] == ["m-0"]
-        assert ready(quarantine) == 1 and ready(q) == 59  # exactly the poison, nothing lost
+        # exactly the poison; the consumer works through the rest meanwhile (counted by id in
+        # test_triage_incidents, whose consumer records what it acked)
+        assert ready(quarantine) == 1
     else:  # the loop hid m-0 from every look: no innocent may be named
         assert result.verdict == "slow_processing", result.text()
         assert "quarantine" not in approver.steps()

@@ -58,6 +58,7 @@ __all__ = [
     "close_quietly",
     "management",
     "management_client",
+    "observe_deliveries",
     "passive_counts",
     "q",
     "settled_ready",
@@ -272,3 +273,63 @@ def settled_ready(
         if ready >= at_least or time.monotonic() >= end:
             return ready
         time.sleep(0.05)
+
+
+def observe_deliveries(
+    connector: AmqpConnector,
+    vhost: str,
+    queue: str,
+    *,
+    prefetch: int,
+    seconds: float,
+    known: set[str],
+    grace: float = 0.4,
+) -> list[dict[str, Any]]:
+    """Watch what the broker delivers to a consumer of ours for at most ``seconds``; ack nothing.
+
+    Why: a message in a hot requeue loop is in flight nearly all the time, so a peek at the ready
+    messages rarely sees it. Our consumer takes the ready messages (holding them, never acking) and so
+    keeps spare credit; the looping message, once its consumer rejects it with requeue, comes to us
+    as often as to the consumer, carrying the ``redelivered`` flag *that consumer* caused. After the
+    first unknown redelivered message we keep watching ``grace`` seconds: a crashed prefetch batch
+    arrives as several at once and must not be mistaken for one poison message. Closing the channel
+    returns everything we held to the queue (nothing is acked, so nothing can be lost).
+
+    Returns one management-``get``-shaped record per delivery (properties, ``redelivered``,
+    ``payload_bytes``); the bodies are dropped here and never leave this function.
+    """
+    conn = connector.blocking(vhost, seconds + 5.0)
+    out: list[dict[str, Any]] = []
+    try:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=max(1, min(prefetch, 65535)))
+        deadline = time.monotonic() + seconds
+        for method, props, body in ch.consume(queue, inactivity_timeout=0.02):
+            now = time.monotonic()
+            if method is not None:
+                out.append(
+                    {
+                        "properties": {
+                            "message_id": props.message_id,
+                            "type": props.type,
+                            "timestamp": props.timestamp,
+                            "headers": dict(props.headers or {}),
+                        },
+                        "redelivered": bool(method.redelivered),
+                        "payload_bytes": len(body or b""),
+                    }
+                )
+                if method.redelivered and props.message_id not in known:
+                    deadline = min(deadline, now + grace)
+            if now >= deadline or len(out) >= prefetch:
+                break
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        raise ActionError(
+            redact(f"watching queue {queue!r} on vhost {vhost!r}: {exc.reply_code} {exc.reply_text}"),
+            backend=BACKEND,
+        ) from None
+    except (pika.exceptions.AMQPConnectionError, OSError) as exc:
+        raise BackendUnavailable(redact(f"AMQP at {connector.display}: {exc!r}"), backend=BACKEND) from None
+    finally:
+        close_quietly(conn)  # every delivery we held returns to the queue unacked
+    return out

@@ -117,6 +117,7 @@ class ClientMover:
         deadline: float | None = None,
         idle_timeout: float = 3.0,
         max_channels: int = 1000,
+        linger: float = 0.0,
     ) -> None:
         self.params = params
         self.source = source
@@ -127,6 +128,10 @@ class ClientMover:
         self.deadline = deadline if deadline is not None else time.monotonic() + 3600
         self.idle_timeout = idle_timeout
         self.max_channels = max_channels
+        # after the messages present at start, keep taking deliveries this long while the limit is
+        # not reached: a message in flight with another consumer (a requeue loop) arrives only then
+        self.linger = linger
+        self._linger_until: float | None = None
         self.hold_limit = 1000
         self.outcome = MoveOutcome()
         self.error: Exception | None = None
@@ -199,7 +204,9 @@ class ClientMover:
     def _on_source_ok(self, frame: Any) -> None:
         self._initial = frame.method.message_count
         self.hold_limit = max(1000, self._initial // 500)
-        if self._initial == 0 or self.limit == 0:
+        if self._initial == 0 and self.linger > 0 and self.limit != 0:
+            self._linger_until = time.monotonic() + self.linger
+        elif self._initial == 0 or self.limit == 0:
             self._scan_done = True
             self.outcome.stopped = "source empty" if self._initial == 0 else "limit 0"
             self._maybe_finish()
@@ -276,8 +283,11 @@ class ClientMover:
                 # messages stay within one batch.
                 seg.prefetch = min(MAX_PREFETCH, seg.held + self.batch_size)
                 seg.ch.basic_qos(prefetch_count=seg.prefetch, global_qos=True)
-        if self.outcome.scanned >= self._initial:
-            self._end_scan("scanned every message present at start")
+        if self.outcome.scanned >= self._initial and self._linger_until is None:
+            if self.linger > 0 and not self._scan_done:
+                self._linger_until = time.monotonic() + self.linger
+            else:
+                self._end_scan("scanned every message present at start")
 
     def _end_scan(self, why: str) -> None:
         if self._scan_done:
@@ -353,7 +363,9 @@ class ClientMover:
             return
         now = time.monotonic()
         if not self._scan_done:
-            if now >= self.deadline:
+            if self._linger_until is not None and now >= min(self._linger_until, self.deadline):
+                self._end_scan("scanned every message present at start and waited for in-flight ones")
+            elif now >= self.deadline:
                 self.outcome.warnings.append("stopped at the step's time budget before scanning everything")
                 self._end_scan("time budget reached")
             elif now - self._last_activity > self.idle_timeout and not self._pending and self._segments:

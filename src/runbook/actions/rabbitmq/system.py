@@ -4,26 +4,52 @@ Stats and progress reuse the management-API readers of ``rabbitmq.queue_stats`` 
 peek: oldest age comes from the sample). The sample takes per-message evidence that the broker
 recorded *before* we looked: x-death counts, quorum queues' ``x-delivery-count`` and the
 ``redelivered`` flag of a message's **first** sighting only (our own management ``get`` requeues
-and so sets it; later sightings are ours). A hot requeue loop keeps its message in flight most of
-the time, so when the first read finds no evidence while consumers hold messages, a few single
-reads try to catch it ready. Quarantine moves exactly the given message ids (confirm before ack;
+and so sets it; later sightings are ours). A hot requeue loop keeps its message in flight nearly
+all the time, out of any peek's reach; when the queue's own counters show one (redeliveries and ~no
+acks on a classic queue) and the peek found no evidence, a consumer of ours watches for a few
+seconds, acking nothing, and sees the looping message arrive with the flag its consumer set
+(``client.observe_deliveries``). Quarantine moves exactly the given message ids (confirm before ack;
 the rest return to their positions); redrive is the confirm-before-ack move from the DLQ.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from runbook.actions.context import ActionContext, ActionError
 from runbook.actions.queue.system import Counters, Message, MoveReport, Stats, Target
 from runbook.actions.rabbitmq import ops
-from runbook.actions.rabbitmq.client import BACKEND, BasicProperties, amqp, management, passive_counts
-from runbook.actions.rabbitmq.inspect import Sample, death_summary
+from runbook.actions.rabbitmq.client import (
+    BACKEND,
+    BasicProperties,
+    amqp,
+    management,
+    observe_deliveries,
+    passive_counts,
+)
+from runbook.actions.rabbitmq.inspect import Sample, death_summary, rate
 from runbook.actions.rabbitmq.models import MoveParams, QueueStatsParams
 from runbook.actions.rabbitmq.moves import ClientMover
 from runbook.actions.rabbitmq.queues import management_get, queue_stats
 
-CATCH_TRIES = 40
+# the bounded watch for a hot requeue loop's message (see ``observe_deliveries``)
+WATCH_SECONDS = 3.0
+WATCH_HEADROOM = 50
+WATCH_MAX = 2000
+QUARANTINE_LINGER = 3.0
+
+
+def looks_like_requeue_loop(doc: dict[str, Any]) -> bool:
+    """A classic queue whose consumers get messages redelivered and ack ~none: a requeue loop or a
+    crashing batch. Only then is our own watching consumer worth attaching (quorum queues count
+    deliveries in ``x-delivery-count`` already; a single-active-consumer queue would never feed it)."""
+    args = doc.get("arguments") or {}
+    if doc.get("type", "classic") != "classic" or args.get("x-single-active-consumer"):
+        return False
+    stats = doc.get("message_stats") or {}
+    redeliver = rate(stats, "redeliver")
+    return int(doc.get("consumers") or 0) > 0 and redeliver > 0 and rate(stats, "ack") < 0.1 * redeliver
 
 
 class RabbitMQ:
@@ -68,13 +94,14 @@ class RabbitMQ:
         time.sleep(max(seconds, 5.5))  # counters are sampled every 5 s
         return a, read()
 
-    def _read(self, ctx: ActionContext, target: Target, count: int, seen: dict[str, Message]) -> None:
-        got = management_get(management(ctx), target.vhost, target.queue, count, ctx.remaining())
+    @staticmethod
+    def _note(docs: list[Any], seen: dict[str, Message], source: str) -> None:
+        """Record each message's evidence at its first sighting; later ones are of our own making."""
         now = time.time()
-        for i, doc in enumerate(got):
+        for i, doc in enumerate(docs):
             props = doc.get("properties") or {}
             headers = props.get("headers") or {}
-            key = str(props.get("message_id") or f"(no id, position {i})")
+            key = str(props.get("message_id") or f"(no id, {source} {i})")
             if key in seen:
                 continue  # already touched by us: its redelivered flag is now our own doing
             deaths, _ = death_summary(headers)
@@ -92,17 +119,22 @@ class RabbitMQ:
 
     def sample(self, ctx: ActionContext, target: Target, count: int) -> list[Message]:
         seen: dict[str, Message] = {}
-        self._read(ctx, target, count, seen)
-        evidence = any(m.deaths or m.delivery_count or m.redelivered_before_look for m in seen.values())
-        if not evidence:
-            _, consumers = passive_counts(amqp(ctx), target.vhost, target.queue, ctx.remaining())
-            for _ in range(CATCH_TRIES if consumers else 0):
-                # catch a requeue loop's (or a crashed prefetch batch's) messages while they are
-                # ready again: only their first sighting counts
-                time.sleep(0.05)
-                self._read(ctx, target, count, seen)
-                if any(m.redelivered_before_look for m in seen.values()):
-                    break
+        mgmt = management(ctx)
+        self._note(management_get(mgmt, target.vhost, target.queue, count, ctx.remaining()), seen, "head")
+        if any(m.deaths or m.delivery_count or m.redelivered_before_look for m in seen.values()):
+            return list(seen.values())
+        doc = mgmt.queue(target.vhost, target.queue, timeout=ctx.remaining())
+        if looks_like_requeue_loop(doc):
+            ready, _ = passive_counts(amqp(ctx), target.vhost, target.queue, ctx.remaining())
+            watched = observe_deliveries(
+                amqp(ctx),
+                target.vhost,
+                target.queue,
+                prefetch=min(ready + WATCH_HEADROOM, WATCH_MAX),
+                seconds=min(WATCH_SECONDS, max(0.5, ctx.remaining(60.0) - 5.0)),
+                known=set(seen),
+            )
+            self._note(watched, seen, "watched")
         return list(seen.values())
 
     def describe_quarantine(self, ctx: ActionContext, target: Target, ids: list[str]) -> str:
@@ -142,6 +174,7 @@ class RabbitMQ:
             limit=len(wanted),
             matcher=match,
             deadline=time.monotonic() + max(1.0, ctx.remaining(600.0) - 5.0),
+            linger=QUARANTINE_LINGER,  # a looping poison message is in flight, not ready
         ).run()
         return MoveReport(
             moved=outcome.moved,
