@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     ready,
     run_playbook,
     settle,
+    wait_until,
 )
 from tests.support.pg_roles import writer_url
 
@@ -119,7 +120,9 @@ def test_stuck_executions_force_failed_only_after_approval(
                 f"e2e-{tag}",
             )
         assert result.verdict == "executions_stuck", result.text()
-        assert approver.steps() == ["force_fail"]
+        # the seed's order: the workers are restarted first (denied here: not scripted), then the
+        # stuck rows are counted again and only then is the force-fail proposed
+        assert approver.steps() == ["restart_consumers", "force_fail"]
         call = approver.request("force_fail")
         assert call.action == "postgres.execute"
         assert sorted(call.params["params"]["ids"]) == [101, 107, 115]
@@ -145,7 +148,143 @@ def test_stuck_executions_force_failed_only_after_approval(
                 130: "running",
             }
             assert result.statuses["verify"] == "failed"  # still stuck: the run says so
+            assert result.statuses["progress_restored"] == "failed"
             assert result.status == "failed"
     finally:
         worker.stop()
         delete_queues(queue)
+
+
+# -- Attune as a table queue (system pg_table): its own definition of stuck from queue_stats ----
+
+
+@pytest.fixture
+def attune(monkeypatch: pytest.MonkeyPatch, e2e_env: Settings) -> Iterator[str]:
+    """A unique Attune-like schema: ``execution`` (3 stuck for over an hour: 201/202 running, 203
+    requested; 210 finished; 220-229 fresh requests waiting behind them) and ``queue_stats``
+    (action 12 holds work and was last updated 40 minutes ago: Attune's stuck; action 14 is fresh,
+    action 16 stale but empty: neither counts). The run connects as the least-privilege writer."""
+    monkeypatch.setenv("DATABASE_URL", writer_url())
+    schema = f"e2e_attune_{uuid.uuid4().hex[:8]}"
+    pg_execute(f"CREATE SCHEMA {schema}")
+    pg_execute(
+        f"CREATE TABLE {schema}.execution (id bigint PRIMARY KEY, action text NOT NULL, status text NOT NULL,"
+        " created timestamptz NOT NULL, updated timestamptz NOT NULL, result jsonb)"
+    )
+    pg_execute(
+        f"INSERT INTO {schema}.execution VALUES"
+        " (201, 'core.http', 'running', now() - interval '2 hours', now() - interval '2 hours', NULL),"
+        " (202, 'core.http', 'running', now() - interval '1 hour', now() - interval '1 hour', NULL),"
+        " (203, 'core.http', 'requested', now() - interval '1 hour', now() - interval '50 minutes', NULL),"
+        " (210, 'core.http', 'completed', now() - interval '3 hours', now() - interval '3 hours', '{}')"
+    )
+    pg_execute(
+        f"INSERT INTO {schema}.execution SELECT g, 'core.http', 'requested', now(), now(), NULL"
+        " FROM generate_series(220, 229) g"
+    )
+    pg_execute(
+        f"CREATE TABLE {schema}.queue_stats (action_id bigint PRIMARY KEY, queue_length int,"
+        " active_count int, max_concurrent int, oldest_enqueued_at timestamptz, last_updated timestamptz)"
+    )
+    pg_execute(
+        f"INSERT INTO {schema}.queue_stats VALUES"
+        " (12, 11, 2, 2, now() - interval '2 hours', now() - interval '40 minutes'),"
+        " (14, 3, 1, 2, now(), now()), (16, 0, 0, 2, NULL, now() - interval '3 hours')"
+    )
+    yield schema
+    pg_execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class AttuneWorker:
+    """Attune's worker, as a thread against the table: it finishes requested executions one by one
+    (status completed, updated now) only while no execution is stuck - the concurrency slots the
+    stuck ones hold are what it waits for."""
+
+    def __init__(self, schema: str) -> None:
+        import threading
+
+        self.schema = schema
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+
+    def _work(self) -> None:
+        stuck = (
+            f"SELECT count(*) FROM {self.schema}.execution WHERE status IN ('running', 'requested')"
+            " AND updated < now() - interval '10 minutes'"
+        )
+        finish = (
+            f"UPDATE {self.schema}.execution SET status = 'completed', updated = now() WHERE id ="
+            f" (SELECT min(id) FROM {self.schema}.execution WHERE status = 'requested')"
+        )
+        while not self.stop_event.wait(0.1):
+            if pg_execute(stuck)[0][0] == 0:
+                pg_execute(finish)
+
+    def __enter__(self) -> AttuneWorker:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(5)
+
+
+def _attune_params(schema: str, **more: object) -> dict[str, object]:
+    return {
+        "system": "pg_table",
+        "queue": "attune-executions",
+        "table_mapping": {"preset": "attune", "table": f"{schema}.execution"},
+        "queue_stats_table": f"{schema}.queue_stats",
+        "executions_table": f"{schema}.execution",
+        "check_kubernetes": False,
+        "window": 0.5,
+        "poll_interval": 0.2,
+        "verify_timeout": 5,
+        "allow_purge": False,
+        **more,
+    }
+
+
+def test_attune_table_queue_stuck_force_failed_by_id(e2e_env: Settings, attune: str) -> None:
+    """system=pg_table on Attune's own tables: queue_stats says stuck (action 12), the executions
+    table holds three stuck rows; after the DBA's approval exactly those are failed, and the worker
+    then drains the waiting requests, which the run verifies."""
+    tag = uuid.uuid4().hex[:8]
+    with AttuneWorker(attune), Approver(e2e_env, f"e2e-{tag}", {"force_fail": "approve"}) as approver:
+        result = run_playbook("stuck-queue", _attune_params(attune), f"e2e-{tag}")
+    assert result.status == "completed", result.text()
+    assert result.verdict == "executions_stuck"
+    assert [r["action_id"] for r in result.output("attune_stats")["rows"]] == [12]
+    assert approver.steps() == ["force_fail"]  # no Kubernetes, no units: nothing to restart
+    call = approver.request("force_fail")
+    assert sorted(call.params["params"]["ids"]) == [201, 202, 203] and call.params["max_rows"] == 3
+    statuses = dict(pg_execute(f"SELECT id, status FROM {attune}.execution WHERE id IN (201, 202, 203, 210)"))
+    assert statuses == {201: "failed", 202: "failed", 203: "failed", 210: "completed"}
+    # the worker drains the ten waiting requests once the stuck ones are failed (the verify may see
+    # them being finished, or already all done)
+    assert result.output("verify")["result"]["verdict"] in ("progressing", "draining", "idle")
+    wait_until(
+        lambda: pg_execute(f"SELECT count(*) FROM {attune}.execution WHERE status = 'requested'")[0][0] == 0,
+        10,
+        "the worker to drain the waiting requests",
+    )
+    findings = " ".join(e.summary for e in result.events if e.kind.value == "finding")
+    assert "Attune queue_stats: 1 stale rows" in findings
+    assert "Not checked: Kubernetes" in findings
+
+
+def test_attune_too_many_stuck_asks_no_approval_for_a_doomed_update(e2e_env: Settings, attune: str) -> None:
+    """Three stuck executions but max_force_fail 2: the bounded UPDATE would roll back, so the
+    run counts the rows first, says so, asks nobody, changes nothing and ends failed (still stuck)."""
+    tag = uuid.uuid4().hex[:8]
+    with Approver(e2e_env, f"e2e-{tag}", {}) as approver:
+        result = run_playbook(
+            "stuck-queue", _attune_params(attune, max_force_fail=2, verify_timeout=1), f"e2e-{tag}"
+        )
+    assert result.status == "failed", result.text()
+    assert result.verdict == "executions_stuck"
+    assert approver.steps() == []
+    assert result.statuses["too_many_stuck"] == "succeeded" and result.statuses["force_fail"] == "skipped"
+    assert result.output("stuck_now")["row_count"] == 3  # the bounded count: max_force_fail + 1
+    rows = pg_execute(f"SELECT count(*) FROM {attune}.execution WHERE status = 'failed'")
+    assert rows[0][0] == 0
