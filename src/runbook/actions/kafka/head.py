@@ -70,6 +70,7 @@ class SampleHeadResult(ActionResult):
     group: str
     count: int
     messages: list[HeadMessage]
+    positions: list[str] = Field(description="'topic[p]@offset' of each message read, for findings")
     partitions: list[PartitionHead]
     oldest_age_seconds: float | None
     max_retry_count: int | None
@@ -139,6 +140,7 @@ def sample_head(ctx: ActionContext, params: SampleHeadParams) -> SampleHeadResul
         group=params.group,
         count=len(messages),
         messages=messages,
+        positions=[f"{m.topic}[{m.partition}]@{m.offset}" for m in messages],
         partitions=heads,
         oldest_age_seconds=oldest,
         max_retry_count=max(retries) if retries else None,

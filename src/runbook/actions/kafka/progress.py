@@ -64,6 +64,7 @@ class LagProgressResult(ActionResult):
     consume_rate: float = Field(description="committed offsets per second over the window")
     produce_rate: float
     partitions: list[PartitionProgress]
+    lags: list[str] = Field(description="'topic[p]=lag state' per partition, for findings")
     evidence: list[str]
 
 
@@ -136,6 +137,7 @@ def compare(a: LagResult, b: LagResult, seconds: float) -> LagProgressResult:
         consume_rate=round(consumed / secs, 2),
         produce_rate=round(produced / secs, 2),
         partitions=rows,
+        lags=[f"{r.topic}[{r.partition}]={r.lag_after} {r.state}" for r in rows],
         evidence=evidence,
     )
 
