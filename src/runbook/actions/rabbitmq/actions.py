@@ -17,7 +17,8 @@ describe texts), ``moves`` (the confirm-before-ack movers), ``inspect`` (pure ru
 from __future__ import annotations
 
 from runbook.actions.context import ActionContext
-from runbook.actions.rabbitmq import broker, definitions, ops, queues
+from runbook.actions.rabbitmq import broker, definitions, limits, ops, queues
+from runbook.actions.rabbitmq.limits import QueueConfigParams, QueueConfigResult
 from runbook.actions.rabbitmq.models import (
     CanaryParams,
     CanaryResult,
@@ -54,6 +55,20 @@ def queue_stats(ctx: ActionContext, params: QueueStatsParams) -> QueueStatsResul
     With ``head_age`` it peeks the head message to report how old the oldest message is. Fails with
     a clear error when the queue does not exist."""
     return queues.queue_stats(ctx, params)
+
+
+@action(
+    "rabbitmq.queue_config",
+    summary="A queue's limits (max length, overflow, TTL) and the policies that set them",
+)
+def queue_config(ctx: ActionContext, params: QueueConfigParams) -> QueueConfigResult:
+    """The configuration side of "queue full": declaration arguments, the user and operator
+    policies whose pattern matches the queue (the one in effect marked), and each limit in force
+    with its source - max-length and max-length-bytes (the smaller of argument and policy, as the
+    broker applies them), overflow (drop-head, reject-publish, reject-publish-dlx), message TTL,
+    expiry, delivery limit, dead-lettering - and how full the queue is against its limit. Reads the
+    management API only."""
+    return limits.queue_config(ctx, params)
 
 
 @action("rabbitmq.list_queues", summary="Queues sorted by depth, filtered by name, depth or DLQ")
