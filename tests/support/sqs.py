@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ def moto_sqs() -> Iterator[str]:
             " .venv/bin/pip install 'moto[server]>=5,<6'",
             pytrace=False,
         )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
