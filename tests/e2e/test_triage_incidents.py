@@ -12,12 +12,14 @@ poison, a producer storm vs slow consumers, a database lock vs slow consumers)."
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
 import pytest
+from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
@@ -142,3 +144,123 @@ def test_hot_requeue_loop_on_a_classic_queue_is_poison(
     assert result.output("quarantine")["ids"] == ["m-0"]
     assert drain_ids(quarantine) == ["m-0"]  # exactly the poison
     assert sorted(worker.acked + drain_ids(q)) == sorted(i for i in ids if i != "m-0")  # nothing lost
+
+
+# -- RabbitMQ: the look-alikes of poison -----------------------------------------------------------
+
+
+def slow(seconds: float, what: str = "ack") -> Callable[[str, bool], str]:
+    def handle(_mid: str, _redelivered: bool) -> str:
+        time.sleep(seconds)
+        return what
+
+    return handle
+
+
+def accounted(worker: Worker, q: str, ids: list[str]) -> None:
+    """Every id exactly once: completed by the worker or still queued (the worker has stopped)."""
+    left = drain_ids(q)
+    assert sorted(worker.acked + left) == sorted(ids), (len(worker.acked), len(left), len(ids))
+
+
+def test_retry_storm_many_messages_each_retried_once(e2e_env: Settings, names: tuple[str, str, str]) -> None:
+    q, dlq, quarantine = names
+    declare(q, dlq, quarantine)
+    ids = [f"r-{i}" for i in range(800)]
+    publish_ids(q, ids)
+
+    def flaky(_mid: str, redelivered: bool) -> str:  # every message fails once, then succeeds
+        if not redelivered:
+            return "requeue"
+        time.sleep(0.03)
+        return "ack"
+
+    with Worker(q, flaky) as worker:
+        stats_show(q, lambda d: rate(d, "redeliver") > 1 and rate(d, "ack") > 1, "retries and acks")
+        with Approver(e2e_env, "e2e-inc-storm", {}) as approver:
+            result = run_playbook("backlog-triage", rabbit_params(q, dlq, quarantine), "e2e-inc-storm")
+    # what tells it from poison: many different messages retried (no one message keeps failing) and
+    # work still completes - so no suspect is named and nothing is quarantined
+    assert result.verdict == "retry_storm", result.text()
+    assert "of deliveries are redeliveries/retries while work still completes" in evidence(result)
+    assert result.output("sample")["suspects"] == []
+    assert approver.steps() == [] and result.statuses["retry_storm_advice"] == "succeeded"
+    accounted(worker, q, ids)
+
+
+def test_slow_processing_healthy_consumer_no_poison(e2e_env: Settings, names: tuple[str, str, str]) -> None:
+    q, dlq, quarantine = names
+    declare(q, dlq, quarantine)
+    ids = [f"s-{i}" for i in range(300)]
+    publish_ids(q, ids)
+    with Worker(q, slow(0.2)) as worker:  # ~5 msg/s, below min_ack_rate 10; never fails
+        stats_show(q, lambda d: rate(d, "ack") > 1, "acks in the stats")
+        with Approver(e2e_env, "e2e-inc-slow", {}) as approver:
+            result = run_playbook("backlog-triage", rabbit_params(q, dlq, quarantine), "e2e-inc-slow")
+    assert result.verdict == "slow_processing", result.text()
+    assert "with no poison evidence" in evidence(result) and "(< 10" in evidence(result)
+    assert result.output("sample")["suspects"] == [] and not result.output("sample")["indistinguishable"]
+    assert approver.steps() == []  # no Kubernetes here: nothing to scale
+    accounted(worker, q, ids)
+
+
+class Producer(threading.Thread):
+    """Publishes ``rate`` messages per second until stopped; keeps the ids."""
+
+    def __init__(self, queue: str, per_second: float) -> None:
+        super().__init__(daemon=True)
+        self.queue, self.per_second = queue, per_second
+        self.stop = threading.Event()
+        self.ids: list[str] = []
+
+    def run(self) -> None:
+        conn = connect()
+        ch = conn.channel()
+        ch.confirm_delivery()
+        while not self.stop.is_set():
+            mid = f"p-{len(self.ids)}"
+            ch.basic_publish("", self.queue, b"{}", pika.BasicProperties(message_id=mid))
+            self.ids.append(mid)
+            time.sleep(1 / self.per_second)
+        conn.close()
+
+
+def test_producer_storm_consumers_healthy(
+    e2e_env: Settings, names: tuple[str, str, str], kube: KubeAPIServer
+) -> None:
+    q, dlq, quarantine = names
+    declare(q, dlq, quarantine)
+    kube.add_deployment("ingest", "ingest-api", replicas=1, labels={"app": "ingest-api"})
+    producer = Producer(q, 150)
+    with Worker(q, slow(0.04)) as worker:  # ~20 msg/s: above min_ack_rate, far below the publish rate
+        producer.start()
+        try:
+            stats_show(q, lambda d: rate(d, "publish") > 50 and rate(d, "ack") > 5, "publish and ack rates")
+            with Approver(e2e_env, "e2e-inc-prod", {}) as approver:
+                params = rabbit_params(q, dlq, quarantine, pause_method="annotation")
+                result = run_playbook("backlog-triage", params, "e2e-inc-prod")
+        finally:
+            producer.stop.set()
+            producer.join(10)
+    assert result.verdict == "producer_storm", result.text()
+    assert "publishers at" in evidence(result) and "consumers healthy" in evidence(result)
+    facts = result.output("facts")["values"]
+    assert facts["storm_factor"] >= 2 and facts["ack_rate"] >= 10, facts
+    assert approver.steps() == ["pause_producer_annotation"]  # proposed (denied here)
+    accounted(worker, q, producer.ids)
+
+
+def test_cleared_backlog_is_no_backlog(e2e_env: Settings, names: tuple[str, str, str]) -> None:
+    q, dlq, quarantine = names
+    declare(q, dlq, quarantine)
+    ids = [f"c-{i}" for i in range(50)]
+    with Worker(q, slow(0)) as worker:
+        publish_ids(q, ids)
+        wait_until(lambda: len(worker.acked) == 50 or None, 15, "the backlog consumed")
+        stats_show(q, lambda d: d.get("messages") == 0 and "message_stats" in d, "an empty queue")
+        with Approver(e2e_env, "e2e-inc-clear", {}) as approver:
+            result = run_playbook("backlog-triage", rabbit_params(q, dlq, quarantine), "e2e-inc-clear")
+    assert result.verdict == "no_backlog", result.text()
+    assert "depth 0 < 10" in evidence(result) and "the backlog has cleared" in evidence(result)
+    assert approver.steps() == []
+    accounted(worker, q, ids)
