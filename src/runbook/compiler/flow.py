@@ -298,4 +298,43 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
         log_prints=False,
         validate_parameters=True,
     )
+    built.serialize_parameters = _plain_json(built.serialize_parameters)  # type: ignore[method-assign,assignment]
     return built
+
+
+def _is_plain_json(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, str | bool | int | float):
+        return True
+    if depth > 32:
+        return False
+    if isinstance(value, list | tuple):
+        return all(_is_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+Serializer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _plain_json(prefect_serialize: Serializer) -> Serializer:
+    """Flow parameters as the API gets them, without Prefect's encoder when they are plain JSON.
+
+    A playbook's parameters are coerced to JSON types (str, int, bool, lists, dicts) before the
+    flow is called; Prefect's generic encoder imports FastAPI (~0.1 s) on the first run of every
+    process, on the path to the first step. Anything else still goes through Prefect's."""
+
+    def serialize(parameters: dict[str, Any]) -> dict[str, Any]:
+        if all(_is_plain_json(v) for v in parameters.values()):
+            return {k: _copy_json(v) for k, v in parameters.items()}
+        return prefect_serialize(parameters)
+
+    return serialize
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy_json(v) for v in value]
+    return value

@@ -7,14 +7,30 @@ Everything else speaks to Slack through :func:`make_client` (posting) and :func:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
-from slack_sdk.signature import SignatureVerifier
-
+from runbook.core.lazy import lazy_module
 from runbook.core.settings import Settings
+
+if TYPE_CHECKING:
+    import slack_sdk
+    from slack_sdk import errors as slack_errors
+    from slack_sdk import signature as slack_signature
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.http_retry import builtin_handlers as slack_retry
+else:  # imported on the first Slack call: a run without SLACK_BOT_TOKEN never pays for it
+    slack_sdk = lazy_module("slack_sdk")
+    slack_errors = lazy_module("slack_sdk.errors")
+    slack_signature = lazy_module("slack_sdk.signature")
+    slack_retry = lazy_module("slack_sdk.http_retry.builtin_handlers")
+
+
+def __getattr__(name: str) -> Any:
+    """``SlackApiError`` resolved when first asked for (PEP 562)."""
+    if name == "SlackApiError":
+        return slack_errors.SlackApiError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SlackApiError", "make_client", "signature_problem"]
 
@@ -29,9 +45,12 @@ def make_client(settings: Settings, *, quick: bool = False) -> Any:
     retries = (
         []
         if quick
-        else [RateLimitErrorRetryHandler(max_retry_count=3), ServerErrorRetryHandler(max_retry_count=1)]
+        else [
+            slack_retry.RateLimitErrorRetryHandler(max_retry_count=3),
+            slack_retry.ServerErrorRetryHandler(max_retry_count=1),
+        ]
     )
-    return WebClient(
+    return slack_sdk.WebClient(
         token=settings.slack_bot_token, timeout=2 if quick else 5, retry_handlers=retries, **kwargs
     )
 
@@ -47,7 +66,8 @@ def signature_problem(secret: str | None, body: bytes, headers: Mapping[str, str
     if not timestamp or not signature:
         return "unsigned request"
     try:
-        ok = SignatureVerifier(secret).is_valid(body=body, timestamp=timestamp, signature=signature)
+        verifier = slack_signature.SignatureVerifier(secret)
+        ok = verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
     except (ValueError, TypeError):
         ok = False
     return None if ok else "bad or stale signature"

@@ -25,7 +25,8 @@ from runbook.core.events import Event, Kind
 from runbook.core.gate import GateRequest
 from runbook.core.settings import Settings
 from runbook.slack import blocks as sb
-from runbook.slack.client import SlackApiError, make_client
+from runbook.slack import client as slack_client
+from runbook.slack.client import make_client
 from runbook.slack.text import code
 from runbook.store.approvals import ApprovalStore
 from runbook.store.timeline import TimelineStore
@@ -142,7 +143,7 @@ class Outbox:
     def _call(self, method: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, method)(**kwargs)
-        except SlackApiError as exc:
+        except slack_client.SlackApiError as exc:
             status = getattr(exc.response, "status_code", 200)
             error = exc.response.get("error", "") if hasattr(exc.response, "get") else ""
             if status >= 500 or status == 429 or error in TRANSIENT_ERRORS:

@@ -15,19 +15,36 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
-
-import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.core import bounded
+from runbook.core.lazy import lazy_module
 from runbook.core.redact import redact
 from runbook.core.redact import register as register_secrets
 from runbook.core.settings import Settings
+
+if TYPE_CHECKING:
+    import urllib3
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes import stream as k8s_stream
+    from kubernetes.client import exceptions as k8s_exceptions
+    from kubernetes.client.exceptions import ApiException
+else:  # imported on the first call: loading the registry must not pay for the client (~0.1 s)
+    urllib3 = lazy_module("urllib3")
+    k8s = lazy_module("kubernetes.client")
+    k8s_config = lazy_module("kubernetes.config")
+    k8s_stream = lazy_module("kubernetes.stream")
+    k8s_exceptions = lazy_module("kubernetes.client.exceptions")
+
+
+def __getattr__(name: str) -> Any:
+    """``ApiException`` for the other modules, resolved when they first need it (PEP 562)."""
+    if name == "ApiException":
+        return k8s_exceptions.ApiException
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 BACKEND = "kubernetes"
 CONNECTION_KEY = "kubernetes"
@@ -177,7 +194,7 @@ def call(
     kwargs["_request_timeout"] = max(0.1, min(timeout, ctx.remaining()) if timeout else ctx.remaining())
     try:
         return fn(*args, **kwargs)
-    except ApiException as exc:
+    except k8s_exceptions.ApiException as exc:
         status = int(exc.status or 0)
         if status == 0:
             raise KubeUnavailable(redact(f"{what}: API server unreachable ({exc.reason})")) from None
@@ -421,7 +438,7 @@ def stream_exec(
     Returns the client's ``WSClient``; the caller reads it, bounds it and closes it. A refused
     handshake (404 pod, 403 RBAC) raises :class:`ApiException`.
     """
-    return stream(
+    return k8s_stream.stream(
         kc.core.connect_get_namespaced_pod_exec,
         pod,
         namespace,

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from runbook.actions.context import ActionContext, ActionError
+from runbook.actions.kubernetes import client as kube_client
 from runbook.actions.kubernetes.client import (
     BACKEND,
-    ApiException,
     KubeUnavailable,
     clients,
     pod_is_ready,
@@ -119,7 +119,7 @@ def run(ctx: ActionContext, params: ExecParams) -> ExecResultModel:
 
     try:
         out, err, code, truncated = run_bounded(run, timeout + 2.0, where)
-    except ApiException as exc:  # websocket handshake refused (404 pod, 403 RBAC...) or transport error
+    except kube_client.ApiException as exc:  # handshake refused (404 pod, 403 RBAC...) or transport error
         raise ActionError(
             redact_log(f"{where}: {exc.reason or exc}".splitlines()[0]), backend=BACKEND
         ) from None

@@ -11,22 +11,40 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
 from runbook.core.redact import redact
 from runbook.core.settings import Settings
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r".*pdpyras.*deprecated", category=UserWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+if TYPE_CHECKING:
     import pdpyras
+
+    #: Any failure of a PagerDuty API call (transport or HTTP status), as pdpyras raises it.
+    PagerDutyError = pdpyras.PDClientError
 
 BACKEND = "pagerduty"
 SESSION_KEY = "pagerduty.api"
 
-#: Any failure of a PagerDuty API call (transport or HTTP status), as pdpyras raises it.
-PagerDutyError = pdpyras.PDClientError
+
+@cache
+def _pdpyras() -> Any:
+    """pdpyras, imported on the first PagerDuty call: with requests it costs ~0.1 s, which every
+    ``runbook run`` would otherwise pay loading the registry before its first step."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*pdpyras.*deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        import pdpyras
+
+    return pdpyras
+
+
+def __getattr__(name: str) -> Any:
+    """``PagerDutyError`` resolved when first asked for (PEP 562)."""
+    if name == "PagerDutyError":
+        return _pdpyras().PDClientError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BACKEND",
@@ -43,7 +61,7 @@ def pagerduty_session(settings: Settings) -> Any:
     """The ``ctx.connections`` factory: one API session per run."""
     if not settings.pagerduty_api_token:
         raise ActionError("PAGERDUTY_API_TOKEN is not set", backend=BACKEND)
-    api = pdpyras.APISession(settings.pagerduty_api_token, default_from=settings.pagerduty_from_email)
+    api = _pdpyras().APISession(settings.pagerduty_api_token, default_from=settings.pagerduty_from_email)
     api.max_network_attempts = 2
     return api
 
@@ -59,7 +77,7 @@ def call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one pdpyras call, turning its errors into typed, redacted action errors."""
     try:
         return fn(*args, **kwargs)
-    except pdpyras.PDClientError as exc:
+    except _pdpyras().PDClientError as exc:
         response = getattr(exc, "response", None)
         if response is None:
             raise BackendUnavailable(
@@ -92,7 +110,7 @@ def oncall_emails(
     api.timeout = timeout
     try:
         rows = list(api.iter_all("oncalls", params={f"{kind}_ids[]": [ident], "include[]": ["users"]}))
-    except pdpyras.PDClientError as exc:
+    except _pdpyras().PDClientError as exc:
         raise ActionError(
             f"PagerDuty on-call for {label or f'{kind}/{ident}'}: {redact(str(exc))}", backend=BACKEND
         ) from None

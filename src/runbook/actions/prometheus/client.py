@@ -14,15 +14,20 @@ never receives them).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from runbook.actions.context import ActionContext, ActionError, BackendUnavailable
+from runbook.core.lazy import lazy_module
 from runbook.core.redact import redact, register
 from runbook.core.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+    from prometheus_client import parser as prom_parser
+else:  # imported on the first metric step, not when the registry is loaded
+    httpx = lazy_module("httpx")
+    prom_parser = lazy_module("prometheus_client.parser")
 
 BACKEND = "prometheus"
 CLIENT_KEY = "prometheus.http"
@@ -166,7 +171,7 @@ class Sample:
 def parse_metrics(text: str) -> Iterator[Sample]:
     """Every sample of a Prometheus text exposition; a malformed page is an ActionError."""
     try:
-        for family in text_string_to_metric_families(text):
+        for family in prom_parser.text_string_to_metric_families(text):
             for s in family.samples:
                 yield Sample(family.name, s.name, dict(s.labels), float(s.value))
     except ValueError as exc:
