@@ -43,7 +43,7 @@ def test_stuck_group_is_reset_as_previewed_after_two_approvals(
         params = {
             "group": group,
             "topic": topic,
-            "window": 1.5,
+            "window": 1.0,
             "lag_healthy": 10,
             "lag_warning": 20,
             "lag_critical": 40,
