@@ -20,6 +20,7 @@ from runbook.core.settings import Settings
 from runbook.gateway.slack_routes import get_approvals, router
 from runbook.slack.blocks import ApprovalAction
 from runbook.store.schema import open_database
+from runbook.store.slack import SlackStore
 from runbook.store.timeline import TimelineStore
 from tests.approvals.conftest import SIGNING_SECRET, SlackDesk, block_actions, form, sign, wait_until
 from tests.approvals.helpers import BackgroundRun, kinds
@@ -112,14 +113,15 @@ def test_slack_down_never_fails_the_run_and_the_timeline_is_posted_later(desk: S
     assert main(["approve", "run-down", "purge", "--as", "carol"]) == 0  # the operator (carol) at the CLI
     assert run.join().status == "completed"
     events = timeline.events("run-down")
-    unsent = approvals.store.outbox_counts("run-down").get("unsent", 0)
+    unsent = SlackStore(approvals.store.db).outbox_counts("run-down").get("unsent", 0)
     assert unsent >= len(events), "every event waits in the outbox"
     slack.up()
     slack.fail_next(1, status=429, retry_after=1)  # and Slack is rate limiting when it comes back
     from runbook.slack.sink import flush_outbox
 
     flush_outbox(desk.settings, timeline)
-    wait_until(lambda: not approvals.store.outbox_counts("run-down").get("unsent"), what="outbox drained")
+    outbox = SlackStore(approvals.store.db)
+    wait_until(lambda: not outbox.outbox_counts("run-down").get("unsent"), what="outbox drained")
     assert [c["status"] for c in slack.calls][0] == 429, "the 429 was retried after Retry-After"
     texts = slack.texts()
     assert "run-down" in texts[0] and "Run finished" in texts[-1]

@@ -205,7 +205,7 @@ def test_slack_failing_never_slows_or_fails_a_run(
     mode: str, settings: Settings, store: TimelineStore
 ) -> None:
     from runbook.slack.sink import flush_outbox
-    from runbook.store.approvals import ApprovalStore
+    from runbook.store.slack import SlackStore
 
     api = SlackAPI().start()
     try:
@@ -226,14 +226,14 @@ def test_slack_failing_never_slows_or_fails_a_run(
         )
         assert ran.outcome.status == "completed" and ran.seconds < 15
         assert_finally_ran(ran)
-        assert ApprovalStore(store.db).outbox_counts(run_id).get("unsent", 0) > 0  # kept, not lost
+        assert SlackStore(store.db).outbox_counts(run_id).get("unsent", 0) > 0  # kept, not lost
         api.up()
         with api.lock:
             api.failures.clear()
         wait_until(
             lambda: (
                 (flush_outbox(s, store) or True)
-                and ApprovalStore(store.db).outbox_counts(run_id).get("unsent", 0) == 0
+                and SlackStore(store.db).outbox_counts(run_id).get("unsent", 0) == 0
             ),
             30,
             "the outbox",

@@ -29,6 +29,7 @@ from runbook.gateway.bodies import BodyTooLarge, read_limited
 from runbook.slack.blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
 from runbook.slack.client import signature_problem
 from runbook.slack.text import escape
+from runbook.store.slack import SlackStore
 
 log = logging.getLogger("runbook.gateway.slack")
 
@@ -178,7 +179,7 @@ async def slack_interactions(
     if problem:
         return _unauthorized(problem)
     fresh = await run_in_threadpool(
-        approvals.store.first_sight,
+        SlackStore(approvals.store.db).first_sight,
         request.headers.get("X-Slack-Request-Timestamp", ""),
         request.headers.get("X-Slack-Signature", ""),
     )

@@ -29,6 +29,7 @@ from runbook.slack import client as slack_client
 from runbook.slack.client import make_client
 from runbook.slack.text import code
 from runbook.store.approvals import ApprovalStore
+from runbook.store.slack import SlackStore
 from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.slack")
@@ -54,6 +55,7 @@ class Outbox:
     def __init__(self, settings: Settings, store: ApprovalStore) -> None:
         self.settings = settings
         self.store = store
+        self.slack = SlackStore(store.db)
         self._client: Any = None
         self._lock = threading.Lock()  # one flush at a time in this process
         self._wake = threading.Event()
@@ -88,7 +90,7 @@ class Outbox:
         end = time.monotonic() + timeout
         self.kick()
         while time.monotonic() < end:
-            if not self.store.outbox_counts(run_id).get("unsent"):
+            if not self.slack.outbox_counts(run_id).get("unsent"):
                 return True
             time.sleep(0.05)
         return False
@@ -98,14 +100,14 @@ class Outbox:
         with self._lock:
             sent = 0
             blocked: set[str] = set()
-            for row in self.store.unsent(limit):
-                if row["run_id"] in blocked or not self.store.claim(row["id"]):
+            for row in self.slack.unsent(limit):
+                if row["run_id"] in blocked or not self.slack.claim(row["id"]):
                     blocked.add(row["run_id"])  # keep each run's order: nothing after a held row
                     continue
                 try:
                     self._send(row)
                 except SlackDown as exc:
-                    self.store.release(row["id"], str(exc))
+                    self.slack.release(row["id"], str(exc))
                     self.backoff = min(60.0, max(1.0, self.backoff * 2))
                     log.info(
                         "slack unreachable (%s); %s kept in the outbox, retry in %.0fs",
@@ -116,9 +118,9 @@ class Outbox:
                     return sent
                 except Exception as exc:  # noqa: BLE001 - a permanent error drops the row, not the run
                     log.warning("slack rejected outbox row %s (%s): %s", row["id"], row["op"], exc)
-                    self.store.mark_sent(row["id"], dead=str(exc))
+                    self.slack.mark_sent(row["id"], dead=str(exc))
                     continue
-                self.store.mark_sent(row["id"])
+                self.slack.mark_sent(row["id"])
                 sent += 1
             self.backoff = 0.0
             return sent
@@ -197,7 +199,7 @@ class Outbox:
             raise RuntimeError(f"unknown outbox op {op!r}")
 
     def _root(self, run_id: str, body: dict[str, Any]) -> None:
-        if self.store.thread(run_id):
+        if self.slack.thread(run_id):
             return
         channel = self.settings.slack_channel
         threaded = True
@@ -207,7 +209,7 @@ class Outbox:
         if not channel:
             raise RuntimeError("no Slack channel: set RUNBOOK_SLACK_CHANNEL")
         resp = self._call("chat_postMessage", channel=channel, text=body["text"], unfurl_links=False)
-        self.store.set_thread(run_id, resp["channel"], resp["ts"] if threaded else "")
+        self.slack.set_thread(run_id, resp["channel"], resp["ts"] if threaded else "")
 
     def _incident_channel(self, name: str) -> str | None:
         try:
@@ -228,7 +230,7 @@ class Outbox:
                 return None
 
     def _thread_of(self, run_id: str) -> tuple[str, str]:
-        found = self.store.thread(run_id)
+        found = self.slack.thread(run_id)
         if found:
             return found
         if not self.settings.slack_channel:
@@ -239,7 +241,7 @@ class Outbox:
             channel=self.settings.slack_channel,
             text=f"runbook run {code(run_id)} (continued)",
         )
-        self.store.set_thread(run_id, resp["channel"], resp["ts"])
+        self.slack.set_thread(run_id, resp["channel"], resp["ts"])
         return resp["channel"], resp["ts"]
 
 
@@ -270,6 +272,7 @@ class SlackSink:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.slack = SlackStore(store.db)
         self.run_id = run_id
         self.playbook = playbook
         self.outbox = outbox_for(settings, store)
@@ -287,10 +290,10 @@ class SlackSink:
             playbook = getattr(self.playbook, "name", None) or (
                 (self._started_event() or event).details.get("playbook", "run")
             )
-            self.store.enqueue(
+            self.slack.enqueue(
                 self.run_id, "event", {"text": sb.finished_text(event, playbook), "broadcast": True}
             )
-            self.store.enqueue(
+            self.slack.enqueue(
                 self.run_id, "finish", {"text": sb.finished_root_text(self._started_event(), event)}
             )
             self.outbox.drain(self.run_id, self.drain_seconds)
@@ -300,16 +303,16 @@ class SlackSink:
             incident = event.details.get("incident") or {}
             wants = bool(getattr(self.playbook, "incident_channel", False)) and incident.get("id")
             name = channel_name(incident, getattr(self.playbook, "name", "run")) if wants else None
-            self.store.enqueue(
+            self.slack.enqueue(
                 self.run_id, "root", {"text": sb.root_text(event, self.run_id), "incident_channel": name}
             )
         elif event.kind == Kind.APPROVAL_REQUESTED and event.details.get("request_id"):
-            self.store.enqueue(self.run_id, "event", {"text": sb.event_text(event)})
-            self.store.enqueue(self.run_id, "approval", {"request_id": event.details["request_id"]})
+            self.slack.enqueue(self.run_id, "event", {"text": sb.event_text(event)})
+            self.slack.enqueue(self.run_id, "approval", {"request_id": event.details["request_id"]})
         else:
-            self.store.enqueue(self.run_id, "event", {"text": sb.event_text(event)})
+            self.slack.enqueue(self.run_id, "event", {"text": sb.event_text(event)})
             if event.details.get("request_id") and (event.kind in DECIDED or event.details.get("partial")):
-                self.store.enqueue(self.run_id, "update", {"request_id": event.details["request_id"]})
+                self.slack.enqueue(self.run_id, "update", {"request_id": event.details["request_id"]})
         self.outbox.kick()
 
 

@@ -7,13 +7,14 @@ typo is an ImportError at start-up, never a silently missing table.
 
 from __future__ import annotations
 
-from runbook.store import alerts, approvals, intake, launches, ledger, timeline
+from runbook.store import alerts, approvals, intake, launches, ledger, slack, timeline
 from runbook.store.database import Database
 
 SCHEMA: tuple[str, ...] = (
     *timeline.SCHEMA,
     *launches.SCHEMA,
     *approvals.SCHEMA,
+    *slack.SCHEMA,
     *intake.SCHEMA,
     *ledger.SCHEMA,
     *alerts.SCHEMA,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from runbook.core.events import Event, Kind
 from runbook.core.states import ApprovalStatus
 from runbook.store.approvals import ApprovalStore
+from runbook.store.slack import SlackStore
 from runbook.store.timeline import TimelineStore
 
 
@@ -48,6 +49,6 @@ def void_pending(
         if publish is not None:
             publish(event)
         elif closed.slack_ts:
-            approvals.enqueue(run_id, "update", {"request_id": row.id})
+            SlackStore(approvals.db).enqueue(run_id, "update", {"request_id": row.id})
         voided.append(row.id)
     return voided
