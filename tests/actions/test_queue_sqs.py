@@ -66,7 +66,7 @@ def test_sample_names_the_poison_and_never_creates_evidence(bench, registry, sqs
     bench.receive_times(q["queue"], poison, 4)  # a consumer failed on it four times
     innocents = bench.send(q["queue"], 15)
     for _ in range(4):  # repeated looks (one run's retries, later runs of this process) add nothing
-        sample = call(registry, sqs, "queue.sample", {**q, "count": 20, "min_attempts": 3})
+        sample = call(registry, sqs, "queue.sample", {**q, "count": 16, "min_attempts": 3})
         assert sample["count"] == 16 and sample["suspects"] == [poison], sample
         assert sample["suspect_evidence"] == [f"{poison}: delivered 4 times"]
         rows = {m["id"]: m for m in sample["messages"]}
@@ -184,3 +184,34 @@ def test_a_bad_endpoint_fails_with_the_backend_and_cause(registry, settings) -> 
 def test_a_missing_queue_is_named(registry, sqs) -> None:
     with pytest.raises(ActionError, match=r"SQS queue 'no-such-queue' not found"):
         call(registry, sqs, "queue.stats", {"system": "sqs", "queue": "no-such-queue"})
+
+
+def test_fifo_sample_and_quarantine_keep_the_message_group(bench, registry, sqs) -> None:
+    """In a FIFO queue the poison blocks its group from the head; the quarantine copy keeps the
+    group id and uses the original id for deduplication (a retried move is not duplicated)."""
+    names = {"queue": f"fifo-{bench.tag}.fifo", "quarantine_queue": f"fifo-{bench.tag}-q.fifo"}
+    for name in names.values():
+        url = bench.client.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+        bench.urls.append(url)
+    url = bench.url(names["queue"])
+    sent = [
+        bench.client.send_message(
+            QueueUrl=url, MessageBody=f"b-{i}", MessageGroupId=f"g{i % 2}", MessageDeduplicationId=f"d-{i}"
+        )["MessageId"]
+        for i in range(10)
+    ]
+    poison = sent[0]
+    bench.receive_times(names["queue"], poison, 3)
+    q = {"system": "sqs", **names}
+    sample = call(registry, sqs, "queue.sample", {**q, "count": 20})
+    assert sample["suspects"] == [poison] and sample["count"] == 10, sample
+    assert {m["type"] for m in sample["messages"]} == {"g0", "g1"}  # the message group
+    moved = call(registry, sqs, "queue.quarantine", {**q, "ids": [poison]})
+    assert moved["ids"] == [poison] and moved["remaining"] == 9
+    aside = bench.client.receive_message(
+        QueueUrl=bench.url(names["quarantine_queue"]), MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    assert [m["Body"] for m in aside] == ["b-0"] and aside[0]["Attributes"]["MessageGroupId"] == "g0"
+    assert sorted(m["Body"] for m in bench.drain(names["queue"]).values()) == sorted(
+        f"b-{i}" for i in range(1, 10)
+    )

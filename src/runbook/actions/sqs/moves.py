@@ -10,10 +10,13 @@ not even duplicated.
 Quarantine scans the queue holding what it passes by (they are given back at once afterwards and
 their receives go into the ledger, so a later sample does not count them as evidence); a wanted
 message a consumer holds at that moment is looked for again in up to three passes, then reported
-missing - never substituted. The redrive of the rest uses StartMessageMoveTask where the server
-has it (AWS; asynchronous, so ``moved`` stays 0 and a warning names the task); a local server
-without it (moto) and every canary (a move task cannot be limited to N) use receive -> send ->
-delete, in the order SQS hands messages out (roughly oldest first, not guaranteed).
+missing - never substituted. In a FIFO queue a group whose messages the scan holds hands out
+no more until they are given back, so a pass reaches the first ten of each group; a poison
+message blocks its group from the head, where it is reached. The redrive of the rest uses
+StartMessageMoveTask where the server has it (AWS; asynchronous, so ``moved`` stays 0 and a
+warning names the task); a local server without it (moto) and every canary (a move task cannot
+be limited to N) use receive -> send -> delete, in the order SQS hands messages out (roughly
+oldest first, not guaranteed).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from runbook.actions.sqs.queues import (
     counts,
     dead_letter,
     queue_url,
+    receive,
     release,
 )
 from runbook.core.redact import redact
@@ -44,17 +48,8 @@ MAX_SCAN = 20_000
 MAX_ATTRIBUTES = 10
 
 
-def _receive(sqs: SQSClient, url: str, n: int, wait: int) -> list[dict[str, Any]]:
-    got = sqs.call(
-        "receive_message",
-        QueueUrl=url,
-        MaxNumberOfMessages=max(1, min(10, n)),
-        VisibilityTimeout=MOVE_HOLD,
-        WaitTimeSeconds=wait,
-        MessageSystemAttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    )
-    return list(got.get("Messages") or [])
+def _receive(sqs: SQSClient, url: str, n: int) -> list[dict[str, Any]]:
+    return receive(sqs, url, n, MOVE_HOLD, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"])
 
 
 def _copy(sqs: SQSClient, dest_url: str, m: dict[str, Any], extra: dict[str, str]) -> None:
@@ -123,7 +118,7 @@ def quarantine(ctx: ActionContext, sqs: SQSClient, target: Target, ids: list[str
         scanned = 0
         try:
             while want and scanned < limit and ctx.remaining() > 3:
-                batch = _receive(sqs, source, 10, 0 if scanned else 1)
+                batch = _receive(sqs, source, 10)
                 if not batch:
                     break
                 scanned += len(batch)
@@ -205,7 +200,7 @@ def redrive(ctx: ActionContext, sqs: SQSClient, target: Target, count: int | Non
     want = count if count is not None else _depth(sqs, dlq.url)
     moved: list[str] = []
     while len(moved) < want and ctx.remaining() > 3:
-        batch = _receive(sqs, dlq.url, want - len(moved), 0 if moved else 1)
+        batch = _receive(sqs, dlq.url, want - len(moved))
         if not batch:
             break
         for m in batch:

@@ -130,6 +130,24 @@ class Ledger:
 LEDGER = Ledger()
 
 
+def receive(sqs: SQSClient, url: str, n: int, hold: int, **names: list[str]) -> list[dict[str, Any]]:
+    """Up to ``n`` (at most 10) messages held for ``hold`` seconds. A short poll first; when it
+    finds nothing, one long poll of a second: AWS's short poll asks only a subset of its servers
+    and can answer empty while messages wait, so an empty short poll alone never ends a scan."""
+    for wait in (0, 1):
+        got = sqs.call(
+            "receive_message",
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(10, n)),
+            VisibilityTimeout=hold,
+            WaitTimeSeconds=wait,
+            **names,
+        )
+        if got.get("Messages"):
+            return list(got["Messages"])
+    return []
+
+
 def release(sqs: SQSClient, url: str, handles: list[str]) -> list[str]:
     """Make held messages visible again at once (visibility 0); returns the handles that failed
     (they become visible by themselves when the hold expires, so nothing is lost)."""

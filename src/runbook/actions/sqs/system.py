@@ -44,6 +44,7 @@ from runbook.actions.sqs.queues import (
     counts,
     dead_letter,
     queue_url,
+    receive,
     release,
 )
 
@@ -151,15 +152,9 @@ class SQS:
         handles: list[str] = []
         try:
             while len(seen) < count and ctx.remaining() > 1:
-                got = sqs.call(
-                    "receive_message",
-                    QueueUrl=url,
-                    MaxNumberOfMessages=min(10, count - len(seen)),
-                    VisibilityTimeout=hold,
-                    WaitTimeSeconds=0 if seen else 1,
-                    MessageSystemAttributeNames=SAMPLE_ATTRIBUTES,
+                batch = receive(
+                    sqs, url, count - len(seen), hold, MessageSystemAttributeNames=SAMPLE_ATTRIBUTES
                 )
-                batch = got.get("Messages") or []
                 if not batch:
                     break
                 for m in batch:
