@@ -1,1 +1,1 @@
-"""Generic ``queue.*`` actions over every queue system (rabbitmq, bullmq, pg_table, kafka)."""
+"""Generic ``queue.*`` actions over every queue system (rabbitmq, bullmq, pg_table, kafka, sqs)."""

@@ -25,11 +25,16 @@ class Target(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     queue: str = Field(
-        description="queue name (RabbitMQ queue, BullMQ queue, Kafka topic or table queue label)"
+        description="queue name (RabbitMQ queue, BullMQ queue, Kafka topic, SQS queue or table queue label)"
     )
     vhost: str = Field("/", description="RabbitMQ virtual host")
-    dlq: str | None = Field(None, description="RabbitMQ dead-letter queue (other systems: their failed set)")
-    quarantine_queue: str | None = Field(None, description="RabbitMQ queue poison messages are moved to")
+    dlq: str | None = Field(
+        None,
+        description="RabbitMQ dead-letter queue (SQS: only without a redrive policy; others: failed set)",
+    )
+    quarantine_queue: str | None = Field(
+        None, description="RabbitMQ or SQS queue poison messages are moved to"
+    )
     prefix: str = Field("bull", description="BullMQ key prefix")
     table: dict[str, Any] | str | None = Field(
         None,
