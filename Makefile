@@ -10,6 +10,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_LOGGING_LEVEL ?= WARNING
 PYTEST_ARGS ?=
+# The suite runs in two phases: most tests spread over PYTEST_WORKERS processes (they wait on
+# services far more than they use the CPU), then the few marked `serial` alone, because they change
+# what every other test shares (the RabbitMQ cluster's membership).
+PYTEST_WORKERS ?= 4
 
 .PHONY: demo test check setup venv services prefect-server lint bench-small clean-state
 
@@ -19,7 +23,8 @@ demo: setup
 test: setup check
 	scripts/services.sh browser
 	scripts/services.sh monitoring
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m 'not serial' $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -p no:xdist -m serial $(PYTEST_ARGS)
 
 # the static checks: style and complexity, the layer contracts, types, the shipped playbooks
 check: venv

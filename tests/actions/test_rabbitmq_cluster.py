@@ -9,6 +9,9 @@ from support.rabbit_cluster import SecondNode, api_nodes
 
 from runbook.actions import ActionContext, ActionRegistry, Connections, invoke
 
+# a second node joins the local broker and is stopped: nothing else may use the broker meanwhile
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def registry() -> ActionRegistry:

@@ -24,6 +24,9 @@ from runbook.actions import (
 )
 from runbook.core.settings import Settings
 
+# one booted systemd box (and its cached Debian tree) per process: one worker runs them all
+pytestmark = pytest.mark.xdist_group("systemd")
+
 
 @pytest.fixture(scope="module")
 def box() -> Iterator[SystemdBox]:

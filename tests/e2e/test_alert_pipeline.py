@@ -41,6 +41,9 @@ from tests.support.monitoring import (
 from tests.support.pagerduty_gateway import UvicornThread
 from tests.support.waiting import wait_until
 
+# the test rewrites Alertmanager's one config: one worker runs it
+pytestmark = pytest.mark.xdist_group("alertmanager")
+
 THRESHOLD = 50
 RULE = """groups:
   - name: runbook-pipeline-{unique}

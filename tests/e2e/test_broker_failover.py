@@ -18,6 +18,9 @@ from runbook_devtools.kube_api import KubeAPIServer
 from runbook.core.settings import Settings
 from tests.e2e.conftest import Approver, run_playbook
 
+# a node joins the local broker and is stopped: nothing else may use the broker meanwhile
+pytestmark = pytest.mark.serial
+
 SELECTOR = {"app.kubernetes.io/name": "rabbitmq"}
 
 

@@ -21,6 +21,9 @@ from runbook.runtime import cached_registry
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
 from tests.gameday.conftest import wait_until
 
+# drills share their queue-name prefix and one asserts none of its queues is left: one worker runs them all
+pytestmark = pytest.mark.xdist_group("drills")
+
 MGMT = "http://127.0.0.1:15672/api"
 GUEST = ("guest", "guest")
 
@@ -131,6 +134,7 @@ def test_kafka_broker_down(injected: tuple[Fault, KubeWorld]) -> None:
     assert proc.poll() is not None
 
 
+@pytest.mark.serial  # the drill's node joins the local broker
 @pytest.mark.parametrize("injected", ["rabbit-node-down"], indirect=True)
 def test_rabbit_node_down(injected: tuple[Fault, KubeWorld]) -> None:
     fault, kube = injected
