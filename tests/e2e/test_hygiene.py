@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 from tests.support.pg_roles import writer_url
+from tests.support.sqs import KEY, REGION, SECRET, SQSBench, moto_sqs  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -288,6 +289,45 @@ def test_daily_on_a_table_queue(e2e_env: Settings, monkeypatch: pytest.MonkeyPat
     assert "Daily queue report (pg_table render): 1 queues, 12 messages, 1 active." in text
     assert "Attune queue_stats: not configured." in text
     assert result.statuses["queues"] == "skipped" and result.statuses["attune_stats"] == "skipped"
+
+
+def test_daily_on_an_sqs_queue(e2e_env: Settings, moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """system=sqs (seed 003's queue-runtime on AWS): the one queue through queue.* on a real
+    SQS-speaking server (moto, driven by boto3): messages wait and nothing completes (stuck), and
+    the DLQ named by the queue's redrive policy holds 3 (over the alert depth)."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_sqs,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    bench = SQSBench(moto_sqs)
+    try:
+        queue, dlq = f"tasks-{bench.tag}", f"tasks-{bench.tag}-dlq"
+        bench.create(dlq)
+        bench.create(queue, max_receive_count=5, dlq=dlq)
+        bench.send(queue, 8)
+        bench.send(dlq, 3)
+        result = run_playbook(
+            "daily-hygiene",
+            {
+                "system": "sqs",
+                "queue": queue,
+                "progress_window": 1,
+                "dlq_alert_depth": 2,
+                "attune_queries": False,
+            },
+            f"e2e-{bench.tag}",
+        )
+    finally:
+        bench.close()
+    assert result.status == "completed", result.text()
+    facts = result.output("facts")["values"]
+    assert facts["stuck"] == [queue] and facts["dlq_over"] == [f"{queue} (failed)"]
+    text = result.output("report")["summary"]
+    assert f"Daily queue report (sqs {queue}): 1 queues, 8 messages, 1 active." in text
+    assert f"DLQs: {queue} (failed)=3" in text
 
 
 # -- weekly: a quorum DLQ is reviewed without walking its messages towards the delivery limit ----

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from runbook_devtools.drills.local import Consumer
 from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
+from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
 from tests.e2e.conftest import (
     AMQP,
     Approver,
@@ -23,6 +26,7 @@ from tests.e2e.conftest import (
     settle,
     wait_until,
 )
+from tests.support.bullmq_jobs import BullBench
 from tests.support.pg_roles import writer_url
 
 FAST = {"window": 5, "poll_interval": 0.5, "allow_purge": False}
@@ -288,3 +292,49 @@ def test_attune_too_many_stuck_asks_no_approval_for_a_doomed_update(e2e_env: Set
     assert result.output("stuck_now")["row_count"] == 3  # the bounded count: max_force_fail + 1
     rows = pg_execute(f"SELECT count(*) FROM {attune}.execution WHERE status = 'failed'")
     assert rows[0][0] == 0
+
+
+# -- BullMQ (system bullmq): the same verdicts from Redis, nothing RabbitMQ-only proposed -------
+
+
+@pytest.fixture
+def bull(e2e_env: Settings, redis_available: None) -> Iterator[BullBench]:  # noqa: F811
+    b = BullBench(f"e2e-stuck-{uuid.uuid4().hex[:8]}")
+    yield b
+    b.close()
+
+
+def test_bullmq_worker_holding_its_job_is_consumers_hung(e2e_env: Settings, bull: BullBench) -> None:
+    """A real BullMQ worker (the ``bullmq`` package) takes a job and never finishes it; 12 wait.
+    system=bullmq, a team without Kubernetes or PostgreSQL: the run proves the queue stalled from
+    Redis, says consumers_hung with the worker count and the job in flight, proposes nothing it
+    cannot do on BullMQ (no purge), and ends failed because the queue still does not progress."""
+    bull.add(13)
+
+    async def handler(job: Any) -> None:
+        await asyncio.sleep(3600)
+
+    bull.worker(handler)
+    wait_until(lambda: bull.counts()["active"] == 1 or None, 15, "the first job active")
+    with Approver(e2e_env, f"e2e-{bull.name}", {}) as approver:
+        result = run_playbook(
+            "stuck-queue",
+            {
+                "system": "bullmq",
+                "queue": bull.name,
+                "check_kubernetes": False,
+                "check_executions": False,
+                "window": 0.5,
+                "poll_interval": 0.2,
+                "verify_timeout": 1,
+            },
+            f"e2e-{bull.name}",
+        )
+    assert result.verdict == "consumers_hung", result.text()
+    assert "1 in flight" in result.output("classify")["evidence"]
+    assert approver.steps() == []
+    assert result.statuses["broker"] == "skipped" and result.statuses["purge_check"] == "skipped"
+    assert result.status == "failed" and result.statuses["progress_restored"] == "failed"
+    findings = " ".join(e.summary for e in result.events if e.kind.value == "finding")
+    assert "Not checked: Kubernetes" in findings and "NO - still stuck" in findings
+    assert bull.counts()["wait"] == 12  # read-only: nothing moved
