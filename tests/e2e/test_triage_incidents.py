@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
+import psycopg
 import pytest
 from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
-from tests.e2e.conftest import AMQP, Approver, connect, declare, delete_queues, mgmt, run_playbook
+from tests.e2e.conftest import AMQP, PG_URL, Approver, connect, declare, delete_queues, mgmt, run_playbook
 from tests.support.waiting import wait_until
 
 TEAM = {"check_kubernetes": False, "check_database": False, "progress_window": 5, "depth_threshold": 10}
@@ -263,4 +264,151 @@ def test_cleared_backlog_is_no_backlog(e2e_env: Settings, names: tuple[str, str,
     assert result.verdict == "no_backlog", result.text()
     assert "depth 0 < 10" in evidence(result) and "the backlog has cleared" in evidence(result)
     assert approver.steps() == []
+    accounted(worker, q, ids)
+
+
+# -- RabbitMQ: poison with counted evidence ---------------------------------------------------------
+
+
+def test_dead_lettered_repeatedly_is_poison(e2e_env: Settings, names: tuple[str, str, str]) -> None:
+    q, dlq, quarantine = names
+    retry = f"{q}-retry"  # the app's retry loop: rejected -> retry queue (TTL) -> back to the queue
+    declare(dlq, quarantine)
+    declare(q, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": retry})
+    back = {"x-message-ttl": 50, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q}
+    declare(retry, arguments=back)
+    try:
+        publish_ids(q, ["x-0"])
+        conn = connect()
+        ch = conn.channel()
+        for _ in range(4):  # x-0 dies 4 times before the incident: real x-death headers
+            got = wait_until(lambda: ch.basic_get(q)[0], 5, "x-0 back in the queue")
+            ch.basic_reject(got.delivery_tag, requeue=False)
+        method, props, body = wait_until(lambda: (lambda r: r if r[0] else None)(ch.basic_get(q)), 5, "x-0")
+        ids = [f"i-{i}" for i in range(150)]
+        publish_ids(q, ids)  # the backlog, then x-0 behind it as its app's retry republishes it
+        ch.confirm_delivery()
+        ch.basic_publish("", q, body, props)
+        ch.basic_ack(method.delivery_tag)
+        conn.close()
+
+        def handle(mid: str, _redelivered: bool) -> str:
+            if mid == "x-0":
+                return "reject"  # dead-lettered again, back behind the rest 50 ms later
+            time.sleep(0.2)
+            return "ack"
+
+        with Worker(q, handle) as worker:
+            stats_show(q, lambda d: rate(d, "ack") > 0.5, "acks in the stats")
+            with Approver(e2e_env, "e2e-inc-xdeath", {"quarantine": "approve"}) as approver:
+                params = rabbit_params(q, dlq, quarantine, peek_count=200)
+                result = run_playbook("backlog-triage", params, "e2e-inc-xdeath")
+        assert result.verdict == "poison_messages", result.text()
+        assert "x-0: dead-lettered" in evidence(result) and "times (x-death)" in evidence(result)
+        assert approver.request("quarantine").params["ids"] == ["x-0"]
+        assert drain_ids(quarantine) == ["x-0"]  # exactly the poison
+        assert sorted(worker.acked + drain_ids(q) + drain_ids(retry)) == sorted(ids)  # nothing lost
+    finally:
+        delete_queues(retry)
+
+
+class CrashingWorker(threading.Thread):
+    """A worker that crashes (its channel dies, unacked) on the poison message and restarts after
+    ``restart`` seconds: on a quorum queue every crash counts a delivery (``x-delivery-count``),
+    which ``x-delivery-limit`` would eventually act on."""
+
+    def __init__(self, queue: str, poison: str, restart: float) -> None:
+        super().__init__(daemon=True)
+        self.queue, self.poison, self.restart = queue, poison, restart
+        self.stop = threading.Event()
+        self.acked: list[str] = []
+
+    def run(self) -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP))
+        while not self.stop.is_set():
+            ch = conn.channel()
+            ch.basic_qos(prefetch_count=1)
+            for method, props, _ in ch.consume(self.queue, inactivity_timeout=0.1):
+                if self.stop.is_set():
+                    break
+                if method is None:
+                    continue
+                if props.message_id == self.poison:
+                    break  # crash
+                ch.basic_ack(method.delivery_tag)
+                self.acked.append(str(props.message_id))
+            ch.close()
+            self.stop.wait(self.restart)
+        conn.close()
+
+
+def test_quorum_queue_delivery_count_is_poison(e2e_env: Settings, names: tuple[str, str, str]) -> None:
+    q, dlq, quarantine = names
+    declare(dlq, quarantine)
+    declare(
+        q,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dlq,
+        },
+    )
+    ids = [f"q-{i}" for i in range(30)]
+    publish_ids(q, ids)
+    worker = CrashingWorker(q, "q-0", restart=1.0)
+    worker.start()
+    try:
+        stats_show(q, lambda d: rate(d, "redeliver") > 0, "redeliveries in the stats")
+        with Approver(e2e_env, "e2e-inc-quorum", {"quarantine": "approve"}) as approver:
+            result = run_playbook("backlog-triage", rabbit_params(q, dlq, quarantine), "e2e-inc-quorum")
+        wait_until(lambda: len(worker.acked) == 29 or None, 15, "the rest consumed once q-0 is aside")
+    finally:
+        worker.stop.set()
+        worker.join(10)
+    assert result.verdict == "poison_messages", result.text()
+    assert "q-0: delivered" in evidence(result) and "times" in evidence(result)
+    assert approver.request("quarantine").params["ids"] == ["q-0"]
+    assert drain_ids(quarantine) == ["q-0"]
+    assert sorted(worker.acked + drain_ids(q)) == sorted(i for i in ids if i != "q-0")
+
+
+# -- database trouble -------------------------------------------------------------------------------
+
+
+def test_database_lock_is_database_trouble(e2e_env: Settings, names: tuple[str, str, str]) -> None:
+    q, dlq, quarantine = names
+    declare(q, dlq, quarantine)
+    table = f"e2e_inc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as setup:
+        setup.execute(f"CREATE TABLE {table} (id text PRIMARY KEY)")
+    holder = psycopg.connect(PG_URL)  # a migration holding a lock the consumers need
+    holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    holder_pid = holder.info.backend_pid
+    ids = [f"d-{i}" for i in range(30)]
+    publish_ids(q, ids)
+    local = threading.local()
+
+    def handle(mid: str, _redelivered: bool) -> str:  # each job writes a row: blocked by the lock
+        if not hasattr(local, "conn"):
+            local.conn = psycopg.connect(PG_URL, autocommit=True)
+        local.conn.execute(f"INSERT INTO {table} VALUES (%s)", (mid,))
+        return "ack"
+
+    try:
+        with Worker(q, handle) as worker:
+            stats_show(q, lambda d: d.get("messages_unacknowledged") == 1, "a job stuck on the lock")
+            with Approver(e2e_env, "e2e-inc-db", {}) as approver:
+                params = rabbit_params(q, dlq, quarantine, check_database=True, database="test")
+                result = run_playbook("backlog-triage", params, "e2e-inc-db")
+            holder.rollback()  # the lock goes: the consumer resumes
+            wait_until(lambda: len(worker.acked) == 30 or None, 15, "the backlog consumed")
+    finally:
+        holder.close()
+        with psycopg.connect(PG_URL, autocommit=True) as setup:
+            setup.execute(f"DROP TABLE IF EXISTS {table}")
+    assert result.verdict == "database_trouble", result.text()
+    assert evidence(result).startswith("PostgreSQL: ") and "blocked" in evidence(result)
+    assert any(f"root blocker pid {holder_pid}" in p for p in result.output("db")["problems"])
+    assert approver.steps() == []  # no Kubernetes: no consumers to halve
     accounted(worker, q, ids)

@@ -98,9 +98,13 @@ def progress_verdict(a: Counters, b: Counters) -> tuple[str, list[str]]:
         return "idle", evidence + ["no messages and no traffic"]
     if done > 0:
         return ("draining" if change < 0 else "progressing"), evidence
+    if b.depth == 0 and delivered == 0:
+        return "idle", evidence
     if b.depth == 0:
-        return ("progressing" if delivered > 0 else "idle"), evidence
-    if again > 0 or delivered > 0:
+        # an empty queue whose deliveries all vanish unacked (rejected, dead-lettered, dropped and
+        # back again): not a cleared backlog - nothing completes (issue 14)
+        evidence.append("messages are delivered but none completes (rejected or dead-lettered)")
+    elif again > 0 or delivered > 0:
         evidence.append("messages are delivered but none completes (a consumer fails or requeues them)")
     elif b.in_flight > 0:
         evidence.append("workers hold messages and complete none (stuck or very slow handlers)")

@@ -118,6 +118,7 @@ class ClientMover:
         idle_timeout: float = 3.0,
         max_channels: int = 1000,
         linger: float = 0.0,
+        global_qos: bool = True,
     ) -> None:
         self.params = params
         self.source = source
@@ -131,6 +132,8 @@ class ClientMover:
         # after the messages present at start, keep taking deliveries this long while the limit is
         # not reached: a message in flight with another consumer (a requeue loop) arrives only then
         self.linger = linger
+        # quorum queues refuse global qos: a per-consumer window sized for every held message instead
+        self.global_qos = global_qos
         self._linger_until: float | None = None
         self.hold_limit = 1000
         self.outcome = MoveOutcome()
@@ -226,7 +229,8 @@ class ClientMover:
         self._conn.channel(on_open_callback=self._on_segment_channel)
 
     def _on_segment_channel(self, ch: Any) -> None:
-        seg = _Segment(ch=ch, prefetch=self.batch_size)
+        wide = min(MAX_PREFETCH, self.hold_limit + self.batch_size)
+        seg = _Segment(ch=ch, prefetch=self.batch_size if self.global_qos else wide)
         self._segments.append(seg)
         ch.add_on_close_callback(self._on_channel_closed)
         if self._scan_done:
@@ -239,7 +243,7 @@ class ClientMover:
                 )
 
         # Channel-wide (global) qos: the only kind a running consumer picks up when it changes.
-        ch.basic_qos(prefetch_count=seg.prefetch, global_qos=True, callback=consume)
+        ch.basic_qos(prefetch_count=seg.prefetch, global_qos=self.global_qos, callback=consume)
 
     def _on_segment_cancelled(self, seg: _Segment) -> None:
         seg.cancelled = True
@@ -278,7 +282,7 @@ class ClientMover:
                 cancelled = getattr(seg.ch, "_cancelled", None)
                 if isinstance(cancelled, set):
                     cancelled.discard(seg.tag)
-            elif seg.held + self.batch_size > seg.prefetch + self.batch_size // 4:
+            elif self.global_qos and seg.held + self.batch_size > seg.prefetch + self.batch_size // 4:
                 # Held messages count against the window: widen it so undecided + unconfirmed
                 # messages stay within one batch.
                 seg.prefetch = min(MAX_PREFETCH, seg.held + self.batch_size)

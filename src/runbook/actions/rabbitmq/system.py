@@ -159,6 +159,7 @@ class RabbitMQ:
         passive_counts(connector, target.vhost, dest, ctx.remaining())
         wanted = set(ids)
         moved_ids: list[str] = []
+        kind = management(ctx).queue(target.vhost, target.queue, timeout=ctx.remaining()).get("type")
 
         def match(props: BasicProperties) -> bool:
             hit = props.message_id in wanted and props.message_id not in moved_ids
@@ -175,6 +176,7 @@ class RabbitMQ:
             matcher=match,
             deadline=time.monotonic() + max(1.0, ctx.remaining(600.0) - 5.0),
             linger=QUARANTINE_LINGER,  # a looping poison message is in flight, not ready
+            global_qos=kind != "quorum",
         ).run()
         return MoveReport(
             moved=outcome.moved,
