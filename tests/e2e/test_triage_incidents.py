@@ -11,6 +11,7 @@ poison, a producer storm vs slow consumers, a database lock vs slow consumers)."
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -24,7 +25,10 @@ from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
+from tests.actions.test_queue_pg_table import starforge_schema
 from tests.e2e.conftest import AMQP, PG_URL, Approver, connect, declare, delete_queues, mgmt, run_playbook
+from tests.e2e.test_triage_systems import TableWorker
+from tests.support.bullmq_jobs import BullBench
 from tests.support.waiting import wait_until
 
 TEAM = {"check_kubernetes": False, "check_database": False, "progress_window": 5, "depth_threshold": 10}
@@ -412,3 +416,105 @@ def test_database_lock_is_database_trouble(e2e_env: Settings, names: tuple[str, 
     assert any(f"root blocker pid {holder_pid}" in p for p in result.output("db")["problems"])
     assert approver.steps() == []  # no Kubernetes: no consumers to halve
     accounted(worker, q, ids)
+
+
+# -- redrive after quarantine: BullMQ and a table queue ----------------------------------------------
+
+REDRIVE = {"quarantine": "approve", "redrive_canary": "approve", "redrive_rest": "approve"}
+
+
+@pytest.fixture
+def bull(e2e_env: Settings, redis_available: None) -> Iterator[BullBench]:  # noqa: F811
+    b = BullBench(f"e2e-inc-{uuid.uuid4().hex[:8]}")
+    yield b
+    b.close()
+
+
+def test_bullmq_poison_quarantined_then_failed_jobs_redriven(e2e_env: Settings, bull: BullBench) -> None:
+    broken = threading.Event()
+    broken.set()
+
+    async def handler(job: Any) -> None:
+        if job.id.startswith("poison"):
+            raise RuntimeError("KeyError: 'snapshot_id'")
+        if job.id.startswith("f-") and broken.is_set():
+            raise RuntimeError("upstream 503")  # an outage that has since been fixed
+        await asyncio.sleep(0.03)
+
+    failed = bull.add(5, prefix="f")
+    bull.worker(handler, concurrency=2)
+    wait_until(lambda: bull.counts()["failed"] == 5 or None, 15, "5 jobs failed during the outage")
+    broken.clear()
+    poison = bull.add(1, prefix="poison", attempts=100000)
+    innocents = bull.add(300, prefix="ok")
+    wait_until(lambda: bull.counts()["completed"] >= 5 or None, 15, "work flowing")
+    params = {**TEAM, "system": "bullmq", "queue": bull.name, "poll_interval": 0.5, "verify_timeout": 30}
+    with Approver(e2e_env, "e2e-inc-bull-redrive", REDRIVE) as approver:
+        result = run_playbook("backlog-triage", params, "e2e-inc-bull-redrive")
+    assert result.verdict == "poison_messages", result.text()
+    assert f"{poison[0]}: " in evidence(result) and "attempts made" in evidence(result)
+    assert approver.request("quarantine").params["ids"] == poison
+    assert result.statuses["canary_clean"] == "succeeded", result.text()
+    assert result.output("redrive_canary")["moved"] == 5  # the outage's failures; the poison stays aside
+    wait_until(lambda: bull.counts()["completed"] == 305 or None, 60, "everything else completed")
+    assert bull.failed_ids() == poison  # exactly the poison
+    assert sorted(bull.processed) == sorted(innocents + failed)  # each completed once: nothing lost
+
+
+@pytest.fixture
+def table(e2e_env: Settings) -> Iterator[str]:
+    schema = f"sf_inc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(starforge_schema(schema))
+    yield schema
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def sql(query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        cur = conn.execute(query)
+        return cur.fetchall() if cur.description else []
+
+
+def test_table_queue_poison_quarantined_then_failed_rows_redriven(e2e_env: Settings, table: str) -> None:
+    (poison,) = sql(
+        f"INSERT INTO {table}.queue_jobs (type, attempts, run_after)"
+        " VALUES ('poison', 6, now() - interval '1 hour') RETURNING id::text"
+    )[0]
+    failed = [
+        r[0]
+        for r in sql(
+            f"INSERT INTO {table}.queue_jobs (type, status, attempts) SELECT 'process_snapshot', 'failed', 1"
+            " FROM generate_series(1, 5) RETURNING id::text"
+        )
+    ]
+    sql(f"INSERT INTO {table}.queue_jobs (type) SELECT 'process_snapshot' FROM generate_series(1, 400)")
+    mapping = {"preset": "starforge", "table": f"{table}.queue_jobs", "dlq_table": f"{table}.queue_jobs_dlq"}
+    params = {
+        **TEAM,
+        "system": "pg_table",
+        "queue": "queue_jobs",
+        "table_mapping": mapping,
+        "poll_interval": 0.5,
+        "verify_timeout": 30,
+    }
+    worker = TableWorker(table)
+    worker.start()
+    try:
+        with Approver(e2e_env, "e2e-inc-table-redrive", REDRIVE) as approver:
+            result = run_playbook("backlog-triage", params, "e2e-inc-table-redrive")
+        pending = f"SELECT count(*) FROM {table}.queue_jobs WHERE status = 'pending'"
+        wait_until(lambda: sql(pending)[0][0] == 0 or None, 60, "drained")
+    finally:
+        worker.stop.set()
+        worker.join(5)
+    assert result.verdict == "poison_messages", result.text()
+    assert approver.request("quarantine").params["ids"] == [poison]
+    assert result.statuses["canary_clean"] == "succeeded", result.text()
+    assert sorted(result.output("redrive_canary")["ids"]) == sorted(failed)  # not the quarantined row
+    assert sql(f"SELECT original_job_id::text FROM {table}.queue_jobs_dlq") == [(poison,)]
+    assert sql(f"SELECT status, count(*) FROM {table}.queue_jobs GROUP BY status ORDER BY 1") == [
+        ("done", 405),  # the backlog and the 5 redriven rows: nothing lost
+        ("failed", 1),
+    ]
