@@ -215,3 +215,16 @@ def test_fifo_sample_and_quarantine_keep_the_message_group(bench, registry, sqs)
     assert sorted(m["Body"] for m in bench.drain(names["queue"]).values()) == sorted(
         f"b-{i}" for i in range(1, 10)
     )
+
+
+def test_large_messages_are_copied_one_by_one_and_whole(bench, registry, sqs) -> None:
+    """Two 150 KB bodies exceed one SendMessageBatch request: each goes alone, byte for byte."""
+    q = queues(bench)
+    url = bench.url(q["queue"])
+    big = [bench.client.send_message(QueueUrl=url, MessageBody=c * 150_000)["MessageId"] for c in "ab"]
+    small = bench.send(q["queue"], 3)
+    moved = call(registry, sqs, "queue.quarantine", {**q, "ids": big})
+    assert sorted(moved["ids"]) == sorted(big) and moved["warnings"] == []
+    aside = bench.drain(q["quarantine_queue"])
+    assert sorted(m["Body"] for m in aside.values()) == ["a" * 150_000, "b" * 150_000]
+    assert sorted(bench.drain(q["queue"])) == sorted(small)

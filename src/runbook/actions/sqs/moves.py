@@ -46,14 +46,15 @@ MOVE_HOLD = 60
 PASSES = 3
 MAX_SCAN = 20_000
 MAX_ATTRIBUTES = 10
+BATCH_BYTES = 200_000  # SendMessageBatch takes at most 256 KiB in all (1 MiB on AWS since 2025)
 
 
 def _receive(sqs: SQSClient, url: str, n: int) -> list[dict[str, Any]]:
     return receive(sqs, url, n, MOVE_HOLD, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"])
 
 
-def _copy(sqs: SQSClient, dest_url: str, m: dict[str, Any], extra: dict[str, str]) -> None:
-    """Send ``m`` (body, attributes, FIFO group) to ``dest_url``; raises unless SQS accepted it."""
+def _send_params(dest_url: str, m: dict[str, Any], extra: dict[str, str]) -> dict[str, Any]:
+    """The copy of ``m``: body, message attributes (+ ``extra`` while there is room), FIFO group."""
     attrs = {
         name: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
         for name, value in (m.get("MessageAttributes") or {}).items()
@@ -61,22 +62,59 @@ def _copy(sqs: SQSClient, dest_url: str, m: dict[str, Any], extra: dict[str, str
     for name, value in extra.items():
         if len(attrs) < MAX_ATTRIBUTES and name not in attrs:
             attrs[name] = {"DataType": "String", "StringValue": value}
-    params: dict[str, Any] = {"QueueUrl": dest_url, "MessageBody": m.get("Body") or ""}
+    params: dict[str, Any] = {"MessageBody": m.get("Body") or ""}
     if attrs:
         params["MessageAttributes"] = attrs
     if dest_url.endswith(".fifo"):
         system = m.get("Attributes") or {}
         params["MessageGroupId"] = system.get("MessageGroupId") or "runbook"
         params["MessageDeduplicationId"] = m["MessageId"][:128]
-    if not sqs.call("send_message", **params).get("MessageId"):
-        raise ActionError("SQS accepted no copy (no MessageId returned)", backend=BACKEND)
+    return params
 
 
-def _delete(sqs: SQSClient, url: str, m: dict[str, Any], warnings: list[str]) -> None:
-    try:
-        sqs.call("delete_message", QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    except ActionError as exc:
-        warnings.append(f"{m['MessageId']}: copied but the original was not deleted (a duplicate): {exc}")
+def move(
+    sqs: SQSClient,
+    source_url: str,
+    dest_url: str,
+    batch: list[dict[str, Any]],
+    extra: dict[str, str],
+    warnings: list[str],
+) -> tuple[list[str], list[str]]:
+    """Copy ``batch`` (received from ``source_url``, at most 10) to ``dest_url`` (with ``extra``
+    attributes and the original id when ``extra`` is given) and delete from the
+    source exactly the messages whose copy SQS accepted. Returns (moved ids, receipt handles of the
+    messages not copied: the caller gives them back). One SendMessageBatch and one
+    DeleteMessageBatch per ten messages; a batch too large for one request goes one by one."""
+    if not batch:
+        return [], []
+    entries = []
+    for i, m in enumerate(batch):
+        marks = {**extra, "runbook_original_id": m["MessageId"]} if extra else {}
+        entries.append({"Id": str(i), **_send_params(dest_url, m, marks)})
+    if sum(len(e["MessageBody"].encode()) for e in entries) <= BATCH_BYTES:
+        got = sqs.call("send_message_batch", QueueUrl=dest_url, Entries=entries)
+        accepted = {int(e["Id"]) for e in got.get("Successful") or [] if e.get("MessageId")}
+        for f in got.get("Failed") or []:
+            warnings.append(
+                f"{batch[int(f['Id'])]['MessageId']}: not copied ({f.get('Code')}), left in place"
+            )
+    else:
+        accepted = set()
+        for i, e in enumerate(entries):
+            params = {k: v for k, v in e.items() if k != "Id"}
+            if sqs.call("send_message", QueueUrl=dest_url, **params).get("MessageId"):
+                accepted.add(i)
+    done = [batch[i] for i in sorted(accepted)]
+    if done:
+        deletes = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+        got = sqs.call("delete_message_batch", QueueUrl=source_url, Entries=deletes)
+        for f in got.get("Failed") or []:
+            warnings.append(
+                f"{done[int(f['Id'])]['MessageId']}: copied but the original was not deleted (a duplicate):"
+                f" {f.get('Code')}"
+            )
+    left = [m["ReceiptHandle"] for i, m in enumerate(batch) if i not in accepted]
+    return [m["MessageId"] for m in done], left
 
 
 def _depth(sqs: SQSClient, url: str) -> int:
@@ -122,14 +160,15 @@ def quarantine(ctx: ActionContext, sqs: SQSClient, target: Target, ids: list[str
                 if not batch:
                     break
                 scanned += len(batch)
+                wanted = [m for m in batch if m["MessageId"] in want]
+                done, left = move(sqs, source, dest, wanted, extra, warnings)
+                handles += left
+                for message_id in done:
+                    want.discard(message_id)
+                    moved.append(message_id)
+                    LEDGER.forget(source, message_id)
                 for m in batch:
-                    if m["MessageId"] in want:
-                        _copy(sqs, dest, m, {**extra, "runbook_original_id": m["MessageId"]})
-                        _delete(sqs, source, m, warnings)
-                        want.discard(m["MessageId"])
-                        moved.append(m["MessageId"])
-                        LEDGER.forget(source, m["MessageId"])
-                    else:
+                    if m["MessageId"] not in want and m["MessageId"] not in done:
                         handles.append(m["ReceiptHandle"])
                         LEDGER.add(source, m["MessageId"])
         finally:
@@ -203,10 +242,11 @@ def redrive(ctx: ActionContext, sqs: SQSClient, target: Target, count: int | Non
         batch = _receive(sqs, dlq.url, want - len(moved))
         if not batch:
             break
-        for m in batch:
-            _copy(sqs, source, m, {})
-            _delete(sqs, dlq.url, m, warnings)
-            moved.append(m["MessageId"])
+        done, left = move(sqs, dlq.url, source, batch, {}, warnings)
+        moved += done
+        if left:
+            release(sqs, dlq.url, left)
+            break  # SQS refused copies: stop here rather than loop on them
     return MoveReport(
         moved=len(moved),
         ids=moved,

@@ -4,9 +4,10 @@ Why a ledger: SQS has no peek. Every look at a message is a ReceiveMessage, and 
 one to the message's ``ApproximateReceiveCount`` - the very evidence a poison verdict rests on. So
 every receive this process makes and then gives back (sample, a quarantine scan that passes a
 message by) is recorded per (queue URL, message id), and a later look subtracts it. The ledger
-lives in the process (``runbook serve`` / the gateway keep it across runs); receives made by
-another runbook process are not known here, which is why the sample also reports the count as
-seen and when the message was first received.
+lives in the process: a long-lived one (the gateway, ``runbook serve``'s fast lane) keeps it across
+runs, a run in a process of its own starts empty, and receives made by another runbook process are
+not known here - which is why the sample also reports the count as seen and when the message was
+first received.
 """
 
 from __future__ import annotations
