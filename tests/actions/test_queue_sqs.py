@@ -118,6 +118,8 @@ def test_quarantine_moves_exactly_the_poison_ids_and_nothing_else(bench, registr
     assert sorted(moved["ids"]) == sorted(poison) and moved["missing"] == ["no-such-id"]
     assert moved["remaining"] == 30 and moved["destination"] == q["quarantine_queue"]
     assert moved["seconds"] < 5
+    after = call(registry, sqs, "queue.sample", {**q, "count": 30, "min_attempts": 1})
+    assert after["count"] == 30 and after["suspects"] == []  # the scan's receives are no evidence either
     aside = bench.drain(q["quarantine_queue"])
     originals = [m["MessageAttributes"]["runbook_original_id"]["StringValue"] for m in aside.values()]
     assert sorted(originals) == sorted(poison)
