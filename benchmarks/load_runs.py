@@ -6,6 +6,10 @@ waiting ones are denied; the reaper finds nothing to reap), and reports time and
 
 Prints ONE JSON line on stdout (the runs' console timelines go to stderr). ``--small`` runs 10 (CI);
 the default is 50. ``LOAD_DEBUG=1`` prints progress to stderr.
+``--store sqlite`` (default: a fresh SQLite file) or ``--store postgres`` (a fresh database created on
+the local PostgreSQL for this run and dropped after it; ``--store-url`` names another one, kept): the
+runbook store every run writes its timeline, ledger, heartbeats and approvals to. The line says
+which store, which database the Prefect server runs on, and the machine's load average.
 Mix (by run index i): i%4==0 daily-hygiene, 1 stuck-queue on an idle queue, 2 backlog-triage whose
 mitigation is approved by the drill approver (CLI channel), 3 backlog-triage left waiting.
 """
@@ -34,11 +38,52 @@ def rss_mb() -> float:
     return 0.0
 
 
-def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
+PG_ADMIN = "postgresql://root@127.0.0.1:5432/postgres"
+
+
+def fresh_pg_store(tag: str) -> str:
+    """A new, empty PostgreSQL database for this run's store: the reaper and the pending-approval
+    look-ups of the benchmark must not see other processes' runs in a shared one."""
+    import psycopg
+
+    name = f"runbook_load_{tag}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_store(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def prefect_database(flow_run_id: str | None) -> str:
+    """Which database the Prefect server keeps its flow runs in: ``postgres`` when the local
+    PostgreSQL's ``prefect`` database holds this benchmark's flow run, else ``sqlite``."""
+    if flow_run_id is None:
+        return "unknown"
+    try:
+        import psycopg
+
+        url = os.environ.get("PREFECT_PG_URL", "postgresql://root@127.0.0.1:5432/prefect")
+        url = url.replace("postgresql+asyncpg://", "postgresql://")
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            row = conn.execute("SELECT 1 FROM flow_run WHERE id = %s", (flow_run_id,)).fetchone()
+        return "postgres" if row else "sqlite"
+    except Exception:  # noqa: BLE001 - no such database or table: the server is not on PostgreSQL
+        return "sqlite"
+
+
+def run_load(n: int, heartbeat: float = 2.0, store_url: str | None = None) -> dict[str, Any]:
     os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     tmp = Path(tempfile.mkdtemp(prefix="runbook-load-"))
-    os.environ["RUNBOOK_DATABASE_URL"] = os.environ.get("LOAD_STORE_URL") or f"sqlite:///{tmp / 'runbook.db'}"
+    os.environ["RUNBOOK_DATABASE_URL"] = (
+        store_url or os.environ.get("LOAD_STORE_URL") or f"sqlite:///{tmp / 'runbook.db'}"
+    )
+    load_before = os.getloadavg()
     os.environ["RUNBOOK_HOME"] = str(tmp / "home")
     os.environ["RUNBOOK_HEARTBEAT_SECONDS"] = str(heartbeat)
     for k in ("SLACK_BOT_TOKEN", "KUBECONFIG"):
@@ -189,9 +234,13 @@ def run_load(n: int, heartbeat: float = 2.0) -> dict[str, Any]:
             statuses[status] = statuses.get(status, 0) + 1
             by_playbook.setdefault(name, {}).setdefault(status, 0)
             by_playbook[name][status] += 1
+        some_run = next((str(st.state_details.flow_run_id) for st in states.values() if st is not None), None)
         return {
             "benchmark": "load_runs",
             "runs": n,
+            "store": "postgres" if store.db.is_postgres else "sqlite",
+            "prefect_db": prefect_database(some_run),
+            "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "cpus": os.cpu_count(),
             "statuses": statuses,
             "by_playbook": by_playbook,
@@ -217,12 +266,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="10 runs instead of 50")
     parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite", help="the runbook store")
+    parser.add_argument("--store-url", default=None, help="an existing PostgreSQL store to use (kept)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import contextlib
+    import uuid
 
-    with contextlib.redirect_stdout(sys.stderr):  # the runs' console timelines; stdout is the JSON
-        result = run_load(args.runs or (10 if args.small else 50))
+    created = None
+    url = args.store_url
+    if args.store == "postgres" and url is None:
+        url = created = fresh_pg_store(uuid.uuid4().hex[:8])
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the runs' console timelines; stdout is the JSON
+            result = run_load(args.runs or (10 if args.small else 50), store_url=url)
+    finally:
+        if created:
+            drop_pg_store(created)
     print(json.dumps(result), flush=True)
     ok = (
         result["lost"] == 0

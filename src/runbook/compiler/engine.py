@@ -48,7 +48,7 @@ from runbook.core.states import RunStatus, StepStatus
 from runbook.spec.models import Playbook, Step
 from runbook.store.ledger import Ledger
 from runbook.store.timeline import TimelineStore
-from runbook.timeline.recorder import Recorder, Sink
+from runbook.timeline.recorder import Recorder, Sink, StepWrite
 
 log = logging.getLogger("runbook.engine")
 __all__ = [
@@ -333,37 +333,31 @@ class Engine:
     def _execute(
         self, step: Step, spec: ActionSpec, params: dict[str, Any], state: RunState, in_finally: bool
     ) -> str:
+        """Run the step's action (with its retries). What the step records commits in one
+        transaction before the call (a destructive step's ledger claim with its ``step.started``,
+        durable before anything runs) and one after it (the outcome, the ledger row, the step
+        runner's notes)."""
         rec = state.rec
-        digest = plan_hash(spec.name, params)
-        if spec.destructive:
-            prior = self.ledger.claim(state.opts.run_id, step.id, digest)
-            if prior is not None:
-                if prior["status"] == StepStatus.SUCCEEDED:
-                    rec.emit(
-                        Kind.NOTE,
-                        f"{step.label}: already executed for this approval; not running it again",
-                        step_id=step.id,
-                    )
-                    state.outputs[step.id] = prior["output"] or {}
-                    state.statuses[step.id] = StepStatus.SUCCEEDED
-                    return StepStatus.SUCCEEDED
-                return self._failed(
-                    step,
-                    state,
-                    f"{step.label}: a previous attempt of this exact call ended '{prior['status']}'"
-                    " (worker lost mid-call?); not re-running it — check the target and re-run the playbook",
-                    in_finally,
-                )
+        digest = plan_hash(spec.name, params) if spec.destructive else ""
         attempts = step.retries + 1
         last = ""
         for attempt in range(1, attempts + 1):
             suffix = f" (attempt {attempt}/{attempts})" if attempts > 1 else ""
-            rec.emit(
-                Kind.STEP_STARTED,
-                f"{step.label}{suffix}",
-                step_id=step.id,
-                details={"action": spec.name, "params": params, "attempt": attempt},
-            )
+            with rec.step_write() as write:
+                prior = (
+                    self.ledger.claim(state.opts.run_id, step.id, digest, cur=write.cur)
+                    if spec.destructive and attempt == 1
+                    else None
+                )
+                if prior is None:
+                    write.emit(
+                        Kind.STEP_STARTED,
+                        f"{step.label}{suffix}",
+                        step_id=step.id,
+                        details={"action": spec.name, "params": params, "attempt": attempt},
+                    )
+            if prior is not None:
+                return self._already_claimed(step, state, prior, in_finally)
             ctx = self._context_for(step, state, spec)
             started = time.monotonic()
 
@@ -378,49 +372,82 @@ class Engine:
             try:
                 output = self.step_runner(step, spec, call)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a timeline event
-                self._runner_notes(rec, step)
                 last = error_line(exc)
                 if attempt < attempts and not is_transient(exc):
                     last += " (not retried: only an unreachable backend or a timeout is)"
                 elif attempt < attempts:
-                    rec.emit(
-                        Kind.STEP_FAILED,
-                        f"{step.label}: {last}; retrying in {format_duration(step.retry_delay)}",
-                        step_id=step.id,
-                        details={"action": spec.name, "error": last, "attempt": attempt, "will_retry": True},
-                    )
+                    with rec.step_write() as write:
+                        self._runner_notes(write, step)
+                        write.emit(
+                            Kind.STEP_FAILED,
+                            f"{step.label}: {last}; retrying in {format_duration(step.retry_delay)}",
+                            step_id=step.id,
+                            details={
+                                "action": spec.name,
+                                "error": last,
+                                "attempt": attempt,
+                                "will_retry": True,
+                            },
+                        )
                     time.sleep(step.retry_delay)
                     continue
-                if spec.destructive:
-                    self.ledger.finish(state.opts.run_id, step.id, digest, StepStatus.FAILED)
                 return self._failed(
-                    step, state, last, in_finally, spec=spec, seconds=time.monotonic() - started
+                    step,
+                    state,
+                    last,
+                    in_finally,
+                    spec=spec,
+                    seconds=time.monotonic() - started,
+                    ledger_hash=digest or None,
                 )
-            self._runner_notes(rec, step)
             output = redact_data(output)
-            if spec.destructive:
-                self.ledger.finish(state.opts.run_id, step.id, digest, StepStatus.SUCCEEDED, output)
             state.outputs[step.id] = output
             state.statuses[step.id] = StepStatus.SUCCEEDED
-            rec.emit(
-                Kind.STEP_SUCCEEDED,
-                f"{step.label}: {output.get('summary') or 'done'}",
-                step_id=step.id,
-                details={
-                    "action": spec.name,
-                    "destructive": spec.destructive,
-                    "seconds": round(time.monotonic() - started, 3),
-                    "output": brief(output),
-                },
-            )
+            with rec.step_write() as write:
+                self._runner_notes(write, step)
+                if spec.destructive:
+                    self.ledger.finish(
+                        state.opts.run_id, step.id, digest, StepStatus.SUCCEEDED, output, cur=write.cur
+                    )
+                write.emit(
+                    Kind.STEP_SUCCEEDED,
+                    f"{step.label}: {output.get('summary') or 'done'}",
+                    step_id=step.id,
+                    details={
+                        "action": spec.name,
+                        "destructive": spec.destructive,
+                        "seconds": round(time.monotonic() - started, 3),
+                        "output": brief(output),
+                    },
+                )
             return StepStatus.SUCCEEDED
         return self._failed(step, state, last, in_finally)
 
-    def _runner_notes(self, rec: Recorder, step: Step) -> None:
+    def _already_claimed(self, step: Step, state: RunState, prior: dict[str, Any], in_finally: bool) -> str:
+        """The ledger already holds this exact call: its recorded success stands, anything else is
+        reported, never re-run (a worker lost mid-call leaves the outcome unknown)."""
+        if prior["status"] == StepStatus.SUCCEEDED:
+            state.rec.emit(
+                Kind.NOTE,
+                f"{step.label}: already executed for this approval; not running it again",
+                step_id=step.id,
+            )
+            state.outputs[step.id] = prior["output"] or {}
+            state.statuses[step.id] = StepStatus.SUCCEEDED
+            return StepStatus.SUCCEEDED
+        return self._failed(
+            step,
+            state,
+            f"{step.label}: a previous attempt of this exact call ended '{prior['status']}'"
+            " (worker lost mid-call?); not re-running it — check the target and re-run the playbook",
+            in_finally,
+        )
+
+    def _runner_notes(self, write: StepWrite, step: Step) -> None:
         """What the step runner had to work around (Prefect unreachable), as timeline notes."""
         notices = getattr(self.step_runner, "notices", None)
         for line in notices() if notices is not None else []:
-            rec.emit(Kind.NOTE, line, step_id=step.id, actor="runbook", details={"prefect": "degraded"})
+            write.emit(Kind.NOTE, line, step_id=step.id, actor="runbook", details={"prefect": "degraded"})
 
     def _failed(
         self,
@@ -431,19 +458,27 @@ class Engine:
         *,
         spec: ActionSpec | None = None,
         seconds: float | None = None,
+        ledger_hash: str | None = None,
     ) -> str:
+        """Record the step's failure; ``ledger_hash``: a destructive call that ran and failed, its
+        ledger row finished in the same transaction as the event."""
         cont = step.on_failure == "continue"
-        state.rec.emit(
-            Kind.STEP_FAILED,
-            f"{step.label}: {message}" + (" (continuing)" if cont and not in_finally else ""),
-            step_id=step.id,
-            details={
-                "action": step.action,
-                "error": message,
-                "on_failure": step.on_failure,
-                **({"seconds": round(seconds, 3)} if seconds is not None else {}),
-            },
-        )
+        with state.rec.step_write() as write:
+            if spec is not None:
+                self._runner_notes(write, step)
+            if ledger_hash is not None:
+                self.ledger.finish(state.opts.run_id, step.id, ledger_hash, StepStatus.FAILED, cur=write.cur)
+            write.emit(
+                Kind.STEP_FAILED,
+                f"{step.label}: {message}" + (" (continuing)" if cont and not in_finally else ""),
+                step_id=step.id,
+                details={
+                    "action": step.action,
+                    "error": message,
+                    "on_failure": step.on_failure,
+                    **({"seconds": round(seconds, 3)} if seconds is not None else {}),
+                },
+            )
         state.statuses[step.id] = StepStatus.FAILED
         state.outputs[step.id] = {"failed": True, "error": message, "summary": message}
         state.last_error = message

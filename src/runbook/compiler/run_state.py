@@ -142,18 +142,29 @@ class RunState:
         self.statuses: dict[str, str] = {}
         self.last_error: str | None = None
         self.started_at = datetime.now(UTC).isoformat()
+        # the expression view of each value, built once: a step's context is asked for several
+        # times per step, and re-wrapping every earlier output made a 200-step run quadratic
+        self._views: dict[str, tuple[Any, Any]] = {}
 
     def skip(self, step_id: str, why: str) -> None:
         self.outputs[step_id] = Skipped(step_id, why)
         self.statuses.setdefault(step_id, StepStatus.SKIPPED)
 
+    def _view(self, key: str, value: Any) -> Any:
+        """``wrap(value)``, cached while ``value`` is the same object (outputs are replaced, never
+        changed in place, and the sandbox is immutable, so a view is never altered by a template)."""
+        hit = self._views.get(key)
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        view = value if isinstance(value, Skipped) else wrap(value)
+        self._views[key] = (value, view)
+        return view
+
     def context(self) -> dict[str, Any]:
         return {
-            "params": wrap(self.opts.params),
-            "steps": StepsView(
-                {k: v if isinstance(v, Skipped) else wrap(v) for k, v in self.outputs.items()}
-            ),
-            "incident": wrap(self.opts.incident or {}),
+            "params": self._view("\0params", self.opts.params),
+            "steps": StepsView({k: self._view(k, v) for k, v in self.outputs.items()}),
+            "incident": self._view("\0incident", self.opts.incident or {}),
             "run": {
                 "id": self.opts.run_id,
                 "playbook": self.playbook.name,

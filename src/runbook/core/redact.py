@@ -24,6 +24,9 @@ _PATTERNS = [
 
 _lock = threading.Lock()
 _known: set[str] = set()
+#: the known secrets, longest first, rebuilt when one is registered (not sorted on every redact:
+#: a step redacts every string of its params, output and events)
+_ordered: tuple[str, ...] = ()
 
 
 def secrets_in_url(url: str) -> list[str]:
@@ -41,19 +44,19 @@ def secrets_in_url(url: str) -> list[str]:
 
 def register(secrets: Iterable[str | None]) -> None:
     """Remember secret values so every later :func:`redact` masks them (min length 4)."""
+    global _ordered
     with _lock:
         for s in secrets:
             if s and len(s) >= 4:
                 _known.add(s)
+        _ordered = tuple(sorted(_known, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """Mask every known secret and anything that looks like a credential."""
     if not text:
         return text
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for secret in known:
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook.core.redact import redact_data
-from runbook.store.database import Database, IntegrityConflict
+from runbook.store.database import Cursor, Database
 
 #: this module's tables (assembled with the others in runbook.store.schema)
 SCHEMA: tuple[str, ...] = (
@@ -31,29 +31,48 @@ SCHEMA: tuple[str, ...] = (
 
 
 class Ledger:
+    """Claims and outcomes of destructive calls. ``cur`` (a transaction's cursor) lets the engine
+    write a claim together with the step's ``step.started`` event, and an outcome together with its
+    ``step.succeeded``/``step.failed``, in one durable transaction each."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def claim(self, run_id: str, step_id: str, plan_hash: str) -> dict[str, Any] | None:
-        """Claim the execution; None if claimed now, else the existing record."""
-        try:
-            self.db.execute(
-                "INSERT INTO runbook_executions (run_id, step_id, plan_hash, status, started_at)"
-                " VALUES (?, ?, ?, 'started', ?)",
-                (run_id, step_id, plan_hash, datetime.now(UTC).isoformat()),
-            )
-            return None
-        except IntegrityConflict:
-            rows = self.db.query(
-                "SELECT * FROM runbook_executions WHERE run_id = ? AND step_id = ? AND plan_hash = ?",
-                (run_id, step_id, plan_hash),
-            )
-            row = rows[0]
-            row["output"] = json.loads(row["output"]) if row["output"] else None
-            return row
+    def claim(
+        self, run_id: str, step_id: str, plan_hash: str, *, cur: Cursor | None = None
+    ) -> dict[str, Any] | None:
+        """Claim the execution; None if claimed now, else the existing record.
 
-    def finish(self, run_id: str, step_id: str, plan_hash: str, status: str, output: Any = None) -> None:
-        self.db.execute(
+        ``ON CONFLICT DO NOTHING`` rather than catching the unique violation, so a refused claim
+        leaves a PostgreSQL transaction usable (the caller's step event is then not written)."""
+        sql: Database | Cursor = cur if cur is not None else self.db
+        inserted = sql.execute(
+            "INSERT INTO runbook_executions (run_id, step_id, plan_hash, status, started_at)"
+            " VALUES (?, ?, ?, 'started', ?) ON CONFLICT (run_id, step_id, plan_hash) DO NOTHING",
+            (run_id, step_id, plan_hash, datetime.now(UTC).isoformat()),
+        )
+        if inserted == 1:
+            return None
+        rows = sql.query(
+            "SELECT * FROM runbook_executions WHERE run_id = ? AND step_id = ? AND plan_hash = ?",
+            (run_id, step_id, plan_hash),
+        )
+        row = rows[0]
+        row["output"] = json.loads(row["output"]) if row["output"] else None
+        return row
+
+    def finish(
+        self,
+        run_id: str,
+        step_id: str,
+        plan_hash: str,
+        status: str,
+        output: Any = None,
+        *,
+        cur: Cursor | None = None,
+    ) -> None:
+        sql: Database | Cursor = cur if cur is not None else self.db
+        sql.execute(
             "UPDATE runbook_executions SET status = ?, finished_at = ?, output = ?"
             " WHERE run_id = ? AND step_id = ? AND plan_hash = ?",
             (

@@ -14,7 +14,7 @@ from runbook.core.clock import ts
 from runbook.core.events import Event, Kind
 from runbook.core.redact import redact, redact_data
 from runbook.core.states import FINAL_RUN_STATUSES, RunStatus
-from runbook.store.database import Database
+from runbook.store.database import Cursor, Database
 
 #: this module's tables (assembled with the others in runbook.store.schema)
 SCHEMA: tuple[str, ...] = (
@@ -126,11 +126,14 @@ class TimelineStore:
         return self.db.query(sql + f" ORDER BY started_at DESC LIMIT {int(limit)}", args)
 
     # -- events --------------------------------------------------------------------------------
-    def append(self, event: Event) -> Event:
+    def append(self, event: Event, *, cur: Cursor | None = None) -> Event:
+        """Store ``event`` (redacted) and return it with its id; inside the caller's transaction
+        when ``cur`` is given (a step's events and ledger rows commit together)."""
         event = event.model_copy(
             update={"summary": redact(event.summary), "details": redact_data(event.details)}
         )
-        event.id = self.db.insert_returning_id(
+        sql: Database | Cursor = cur if cur is not None else self.db
+        event.id = sql.insert_returning_id(
             "INSERT INTO runbook_events (run_id, time, kind, step_id, actor, incident_id, summary, details)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
