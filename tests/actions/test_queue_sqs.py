@@ -7,12 +7,14 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from runbook.actions import ActionContext, ActionError, ActionRegistry, Connections, describe, invoke
 from runbook.actions.context import BackendUnavailable
+from runbook.actions.sqs.client import sqs_of
 from runbook.core.settings import Settings
 from tests.support.sqs import SQSBench, free_port, moto_sqs, sqs_settings  # noqa: F401  (fixture)
 from tests.support.waiting import wait_until
@@ -230,3 +232,29 @@ def test_large_messages_are_copied_one_by_one_and_whole(bench, registry, sqs) ->
     aside = bench.drain(q["quarantine_queue"])
     assert sorted(m["Body"] for m in aside.values()) == ["a" * 150_000, "b" * 150_000]
     assert sorted(bench.drain(q["queue"])) == sorted(small)
+
+
+def test_the_rest_goes_back_by_start_message_move_task_where_the_server_has_it(bench, registry, sqs) -> None:
+    """moto has no StartMessageMoveTask, so AWS's answer to that one call is a recorded response
+    (the shape of the SQS API reference: a TaskHandle) served by a botocore before-call hook;
+    every other call of the redrive still goes to moto."""
+    q = queues(bench)
+    bench.send(f"{q['queue']}-dlq", 4)
+    ctx = ctx_of(sqs)
+    sent: dict[str, Any] = {}
+
+    def aws(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        sent.update(json.loads(params["body"]))
+        handle = "eyJ0YXNrSWQiOiJkYTFiMmZiMC0xMjM0IiwicXVldWVBcm4iOiJhcm4ifQ=="
+        return SimpleNamespace(status_code=200, headers={}), {"TaskHandle": handle}
+
+    sqs_of(ctx).client.meta.events.register("before-call.sqs.StartMessageMoveTask", aws)
+    rest = invoke(registry["queue.redrive"], ctx, q).model_dump()
+    assert rest["moved"] == 0 and rest["remaining"] == 4  # asynchronous: nothing claimed as moved
+    assert (
+        rest["warnings"][0].startswith("StartMessageMoveTask eyJ0YXNrSWQi")
+        and "asynchronously" in rest["warnings"][0]
+    )
+    assert sent["SourceArn"].endswith(f":{q['queue']}-dlq") and sent["DestinationArn"].endswith(
+        f":{q['queue']}"
+    )
