@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from runbook_devtools import systemd_box
 from runbook_devtools.drills.local import Consumer
 from runbook_devtools.kube_api import KubeAPIServer
+from runbook_devtools.systemd_box import SystemdBox
 
 from runbook.core.settings import Settings
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
@@ -338,3 +342,45 @@ def test_bullmq_worker_holding_its_job_is_consumers_hung(e2e_env: Settings, bull
     findings = " ".join(e.summary for e in result.events if e.kind.value == "finding")
     assert "Not checked: Kubernetes" in findings and "NO - still stuck" in findings
     assert bull.counts()["wait"] == 12  # read-only: nothing moved
+
+
+# -- Attune on systemd: workers, then the executor, then the force-fail, on a real systemd -------
+
+
+def _main_pid(box: SystemdBox, unit: str) -> int:
+    out = subprocess.run(
+        [*box.systemctl, "show", "-p", "MainPID", "--value", unit], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip())
+
+
+@pytest.mark.xdist_group("systemd")  # the box's Debian tree boots once at a time (nspawn locks it)
+def test_attune_restarts_worker_then_executor_then_force_fails(
+    e2e_env: Settings, attune: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 002's order with a real systemd (Debian's, booted with systemd-nspawn; RUNBOOK_SYSTEMCTL
+    reaches it): restarting the worker unit does not unstick the executions, nor does restarting the
+    executor, so only then is the force-fail proposed - three approvals in that order, each unit
+    really restarted (a new main pid), and the queue progresses after the force-fail."""
+    missing = systemd_box.missing_tools()
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: {systemd_box.INSTALL_HINT}")
+    tag = uuid.uuid4().hex[:8]
+    worker, executor = "attune-worker@1.service", "attune-executor.service"
+    with SystemdBox() as box:
+        monkeypatch.setenv("RUNBOOK_SYSTEMCTL", shlex.join(box.systemctl))
+        before = {u: _main_pid(box, u) for u in (worker, executor)}
+        script = {"restart_worker": "approve", "restart_executor": "approve", "force_fail": "approve"}
+        with AttuneWorker(attune), Approver(e2e_env, f"e2e-{tag}", script) as approver:
+            params = _attune_params(attune, worker_unit=worker, executor_unit=executor)
+            result = run_playbook("stuck-queue", params, f"e2e-{tag}")
+        after = {u: _main_pid(box, u) for u in (worker, executor)}
+    assert result.status == "completed", result.text()
+    assert result.verdict == "executions_stuck"
+    assert approver.steps() == ["restart_worker", "restart_executor", "force_fail"]
+    assert result.output("after_workers")["verdict"] == "stalled"
+    assert result.output("after_executor")["verdict"] == "stalled"
+    assert all(after[u] not in (0, before[u]) for u in (worker, executor)), (before, after)
+    assert result.output("units")["active"] == 2
+    statuses = dict(pg_execute(f"SELECT id, status FROM {attune}.execution WHERE id IN (201, 202, 203)"))
+    assert set(statuses.values()) == {"failed"}
