@@ -206,9 +206,9 @@ def attune_stats(monkeypatch: pytest.MonkeyPatch, e2e_env: Settings) -> Iterator
 
 
 def test_daily_empty_queues_and_attune_queries(e2e_env: Settings, attune_stats: str) -> None:
-    """A queue whose consumer waits while nothing is published, and a listed always-busy queue
-    with no inflow, are both reported as unexpectedly empty (an idle queue nobody consumes is not);
-    Attune's own daily queries name the stuck action by its ref."""
+    """A listed always-busy queue with no inflow is unexpectedly empty (a finding); a queue whose
+    consumer waits while nothing is published is listed without alarm; an idle queue nobody
+    consumes is neither. Attune's own daily queries name the stuck action by its ref."""
     tag = uuid.uuid4().hex[:8]
     waiting, busy, idle = f"e2e-hyg-wait-{tag}", f"e2e-hyg-busy-{tag}", f"e2e-hyg-idle-{tag}"
     declare(waiting, busy, idle)
@@ -229,8 +229,10 @@ def test_daily_empty_queues_and_attune_queries(e2e_env: Settings, attune_stats: 
         conn.close()
         delete_queues(waiting, busy, idle)
     assert result.status == "completed", result.text()
-    empty = result.output("facts")["values"]["empty_unexpected"]
-    assert waiting in empty and busy in empty and idle not in empty
+    facts = result.output("facts")["values"]
+    assert busy in facts["empty_unexpected"] and waiting not in facts["empty_unexpected"]
+    assert waiting in facts["empty_waiting"] and busy not in facts["empty_waiting"]
+    assert idle not in facts["empty_unexpected"] + facts["empty_waiting"]
     text = result.output("report")["summary"]
     assert (
         "Attune queue_stats: 2 active (core.http.get 55 queued/5 running, core.echo 4 queued/2 running)"
