@@ -258,3 +258,25 @@ def test_the_rest_goes_back_by_start_message_move_task_where_the_server_has_it(b
     assert sent["SourceArn"].endswith(f":{q['queue']}-dlq") and sent["DestinationArn"].endswith(
         f":{q['queue']}"
     )
+
+
+def test_progress_counts_dead_lettering_as_failed_not_completed(bench, registry, sqs) -> None:
+    q = queues(bench, max_receive_count=1)
+    bench.send(q["queue"], 20)
+    stop = threading.Event()
+
+    def fail_everything() -> None:  # receives and never deletes: SQS dead-letters on the next receive
+        url = bench.url(q["queue"])
+        while not stop.is_set():
+            bench.client.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=0)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=fail_everything, daemon=True)
+    t.start()
+    try:
+        progress = call(registry, sqs, "queue.progress", {**q, "window": 2})
+    finally:
+        stop.set()
+        t.join(5)
+    assert progress["completed"] == 0 and progress["failed"] >= 4, progress
+    assert progress["verdict"] == "stalled" and progress["delivered"] >= progress["failed"]

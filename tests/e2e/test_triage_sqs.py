@@ -9,7 +9,6 @@ messages carried before the triage looked (its own receives subtracted)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,7 +102,6 @@ def test_sqs_consumer_outage(e2e_env: Settings, sqs_env: SQSBench) -> None:
     b = sqs_env
     params = make_queues(b)
     ids = b.send(params["queue"], 30)
-    started = time.monotonic()
     result = run_playbook("backlog-triage", params, "e2e-sqs-outage")
     assert result.verdict == "consumer_outage", result.text()
     evidence = result.output("classify")["evidence"]
@@ -111,4 +109,3 @@ def test_sqs_consumer_outage(e2e_env: Settings, sqs_env: SQSBench) -> None:
     assert result.output("sample")["suspects"] == []  # the triage's own receives are no evidence
     assert b.counts(params["queue"]) == (30, 0)  # every sampled message given back
     assert sorted(b.drain(params["queue"])) == sorted(ids)
-    assert time.monotonic() - started < 40

@@ -11,10 +11,13 @@ What SQS can and cannot tell, and what each answer rests on:
   ``deadLetterTargetArn`` (``dlq`` only when the queue has no redrive policy).
 * **Progress**: SQS keeps no completion counter and a local server has no CloudWatch
   (NumberOfMessagesDeleted/Received). The window polls the attributes every half second and
-  derives *lower bounds*: completed = the sum of depth drops between polls (a delete shrinks the
-  queue; a send in the same half second hides one), published = the sum of depth rises, delivered
-  = the larger of the sum of rises of NotVisible and the completions (a deleted message was
-  received first). Redeliveries cannot be seen without receiving: always 0, so a retry storm on SQS
+  derives *lower bounds*: completed = the sum of depth drops between polls that the redrive
+  policy's DLQ did not take (a delete shrinks the queue; a send in the same half second hides one),
+  failed = the DLQ's growth (dead-lettered after maxReceiveCount receives; a DLQ shared with other
+  queues counts theirs too), published =
+  the sum of depth rises, delivered = the larger of the sum of rises of NotVisible and the
+  completions plus failures (a message is received before it is deleted or dead-lettered).
+  Redeliveries cannot be seen without receiving: always 0, so a retry storm on SQS
   shows in the sample's receive counts, not in the progress ratio.
 * **Sample**: SQS has no peek; a look is a ReceiveMessage, which adds one to
   ``ApproximateReceiveCount``. The sample holds what it received (a visibility timeout of at most
@@ -105,29 +108,33 @@ class SQS:
         )
 
     def window(self, ctx: ActionContext, target: Target, seconds: float) -> tuple[Counters, Counters]:
-        """Polls the counts every half second; see the module docs for what the deltas mean."""
+        """Polls the counts (and the DLQ's) every half second; see the module docs."""
         sqs = sqs_of(ctx)
         url = queue_url(sqs, target.queue)
+        dlq = dead_letter(sqs, attributes(sqs, url, ["RedrivePolicy"]), None)
 
-        def read() -> tuple[int, int]:
+        def read() -> tuple[int, int, int]:
             visible, hidden, delayed = counts(attributes(sqs, url, COUNT_ATTRIBUTES))
-            return visible + hidden + delayed, hidden
+            dead = sum(counts(attributes(sqs, dlq.url, COUNT_ATTRIBUTES))[:2]) if dlq else 0
+            return visible + hidden + delayed, hidden, dead
 
         start = time.time()
-        depth0, hidden0 = read()
-        depth, hidden = depth0, hidden0
-        completed = published = rises = 0
+        depth0, hidden0, dead0 = read()
+        depth, hidden, dead = depth0, hidden0, dead0
+        completed = published = rises = failed = 0
         end = time.monotonic() + seconds
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 break
             time.sleep(min(POLL_SECONDS, left))
-            new_depth, new_hidden = read()
-            completed += max(0, depth - new_depth)
+            new_depth, new_hidden, new_dead = read()
+            dead_lettered = max(0, new_dead - dead)  # left the queue, but not completed
+            completed += max(0, depth - new_depth - dead_lettered)
+            failed += dead_lettered
             published += max(0, new_depth - depth)
             rises += max(0, new_hidden - hidden)
-            depth, hidden = new_depth, new_hidden
+            depth, hidden, dead = new_depth, new_hidden, new_dead
         a = Counters(
             at=start, depth=depth0, in_flight=hidden0, consumers=None, completed=0, delivered=0, redelivered=0
         )
@@ -137,8 +144,9 @@ class SQS:
             in_flight=hidden,
             consumers=None,
             completed=completed,
-            delivered=max(rises, completed),
+            delivered=max(rises, completed + failed),
             redelivered=0,
+            failed=failed,
             published=published,
         )
         return a, b
