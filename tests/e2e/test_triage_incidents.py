@@ -289,7 +289,7 @@ def test_dead_lettered_repeatedly_is_poison(e2e_env: Settings, names: tuple[str,
             got = wait_until(lambda: ch.basic_get(q)[0], 5, "x-0 back in the queue")
             ch.basic_reject(got.delivery_tag, requeue=False)
         method, props, body = wait_until(lambda: (lambda r: r if r[0] else None)(ch.basic_get(q)), 5, "x-0")
-        ids = [f"i-{i}" for i in range(150)]
+        ids = [f"i-{i}" for i in range(60)]
         publish_ids(q, ids)  # the backlog, then x-0 behind it as its app's retry republishes it
         ch.confirm_delivery()
         ch.basic_publish("", q, body, props)
@@ -299,13 +299,13 @@ def test_dead_lettered_repeatedly_is_poison(e2e_env: Settings, names: tuple[str,
         def handle(mid: str, _redelivered: bool) -> str:
             if mid == "x-0":
                 return "reject"  # dead-lettered again, back behind the rest 50 ms later
-            time.sleep(0.2)
+            time.sleep(0.5)  # slow enough that x-0, behind 60 others, is still waiting at the sample
             return "ack"
 
         with Worker(q, handle) as worker:
             stats_show(q, lambda d: rate(d, "ack") > 0.5, "acks in the stats")
             with Approver(e2e_env, "e2e-inc-xdeath", {"quarantine": "approve"}) as approver:
-                params = rabbit_params(q, dlq, quarantine, peek_count=200)
+                params = rabbit_params(q, dlq, quarantine, peek_count=80)
                 result = run_playbook("backlog-triage", params, "e2e-inc-xdeath")
         assert result.verdict == "poison_messages", result.text()
         assert "x-0: dead-lettered" in evidence(result) and "times (x-death)" in evidence(result)
