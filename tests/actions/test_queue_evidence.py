@@ -63,3 +63,18 @@ def test_counted_evidence_wins_over_flags() -> None:
     assert (
         "dead-lettered 8 times (x-death)" in found.evidence[0] and "delivered 20 times" in found.evidence[1]
     )
+
+
+def test_only_a_classic_queue_redelivering_without_acks_gets_a_watching_consumer() -> None:
+    from runbook.actions.rabbitmq.system import looks_like_requeue_loop
+
+    def doc(kind: str = "classic", ack: float = 0.0, redeliver: float = 5000.0, **args: object) -> dict:
+        stats = {"ack_details": {"rate": ack}, "redeliver_details": {"rate": redeliver}}
+        return {"type": kind, "consumers": 1, "message_stats": stats, "arguments": args}
+
+    assert looks_like_requeue_loop(doc())
+    assert not looks_like_requeue_loop(doc(ack=900.0))  # a retry storm that still completes
+    assert not looks_like_requeue_loop(doc(redeliver=0.0))  # slow but healthy
+    assert not looks_like_requeue_loop(doc(kind="quorum"))  # x-delivery-count says it already
+    assert not looks_like_requeue_loop(doc(**{"x-single-active-consumer": True}))
+    assert not looks_like_requeue_loop({**doc(), "consumers": 0})
