@@ -42,6 +42,17 @@ def require_port(name: str, host: str, port: int) -> None:
         pytest.fail(f"{name} is not reachable on {host}:{port} ({exc}); {HOW_TO_START[name]}", pytrace=False)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly if pytest-xdist stops honouring ``xdist_group``: grouped tests would then run side
+    by side (this happened silently with pytest 9.2, whose node ids xdist 3.8 cannot suffix)."""
+    config = session.config
+    if not hasattr(config, "workerinput") or config.getoption("dist", "no") != "loadgroup":
+        return
+    lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if lost:
+        raise pytest.UsageError(f"xdist_group ignored for {len(lost)} test(s), e.g. {lost[0]}: pin pytest<9")
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_available() -> None:
     require_port("RabbitMQ", "127.0.0.1", 5672)
