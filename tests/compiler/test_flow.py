@@ -86,6 +86,22 @@ def test_flow_rejects_bad_parameter_types(prefect_server: str, env_store: str, r
     assert state.is_failed()
 
 
+def test_an_identifier_param_can_be_unset(prefect_server: str, env_store: str, registry) -> None:
+    """An empty table name means "not set" (coerced to None before the flow); Prefect must accept it,
+    so a step guarded by ``when: "{{ params.table }}"`` is skipped instead of the run failing."""
+    text = (
+        "name: id-test\ntitle: t\nowner: me\n"
+        "params:\n  table: {type: identifier, default: attune.queue_stats, description: t}\n"
+        "steps:\n  - id: show\n    when: \"{{ params.table }}\"\n"
+        "    action: core.set\n    with: {values: {t: \"{{ params.table }}\"}}\n"
+    )
+    pb, problems = lint_text(text, "t.yaml", registry)
+    assert not problems
+    for unset in ("", None):
+        state = build_flow(pb, from_environment)(table=unset, return_state=True)
+        assert state.is_completed(), state.message
+
+
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runbook.cli", *args], capture_output=True, text=True, env=env, timeout=120

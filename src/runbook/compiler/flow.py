@@ -183,7 +183,7 @@ def _signature(playbook: Playbook) -> inspect.Signature:
     for name, spec in playbook.params.items():
         annotation: Any = _annotation(spec)
         default = spec.default if spec.default is not None or not spec.required else inspect.Parameter.empty
-        if default is None:
+        if default is None or spec.type == "identifier":  # an empty table name is "not set": None
             annotation = annotation | None
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
