@@ -2,7 +2,11 @@
 
 * A playbook of N ``core.assert`` steps run as a Prefect flow on the local server, against the same
   checks evaluated directly (same expression, same action function): overhead per step.
-* ``runbook run`` as a fresh process: wall time from exec to the first ``step.started`` event.
+* The same N steps timed inside the flow (first ``step.started`` to the last step's end) against a
+  bare Prefect flow of N trivial tasks with the same names, tags and options, timed inside its flow
+  too, in the same process: the engine's cost a step beyond Prefect's own task run.
+* ``runbook run`` as a fresh process: wall time from exec to the first ``step.started`` event
+  (``benchmarks/run_start.py`` takes the median of several).
 
 Prints one JSON line. ``--small`` runs 20 steps (CI).
 """
@@ -65,24 +69,22 @@ def main() -> None:
     import contextlib
     import io
 
-    def timed_flow(playbook) -> float:  # type: ignore[no-untyped-def]
+    from runbook.runtime import build_runtime
+
+    store = build_runtime().store
+
+    def timed_flow(playbook) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+        """(the whole flow call, first ``step.started`` → last step's end read from the store)."""
         flow = build_flow(playbook, from_environment)
         with contextlib.redirect_stdout(io.StringIO()):
             t0 = time.perf_counter()
             state = flow(return_state=True)
             took = time.perf_counter() - t0
         assert state.is_completed(), state.message
-        return took
-
-    single = tmp / "single.yaml"
-    single.write_text(playbook_text(1))
-    timed_flow(load_playbook(single, registry))  # warm-up: imports, client, first API calls
-    # flow-run creation, heartbeat join: per run. The least of three, and likewise for the N-step
-    # flow: a run's end waits on Prefect's heartbeat thread, which adds 0-2 s at random on a busy
-    # machine and would otherwise swamp a per-step figure of a few milliseconds
-    load_before = os.getloadavg()
-    fixed = min(timed_flow(load_playbook(single, registry)) for _ in range(3))
-    engine = min(timed_flow(pb) for _ in range(3))
+        events = store.events(str(state.state_details.flow_run_id))
+        first = next(e.time for e in events if e.kind.value == "step.started")
+        last = [e.time for e in events if e.kind.value == "step.succeeded"][-1]
+        return took, (last - first).total_seconds()
 
     # a bare Prefect flow of the same number of trivial named tasks (same tags and options), same run
     from prefect import flow as prefect_flow
@@ -93,7 +95,8 @@ def main() -> None:
         return {"ok": True}
 
     @prefect_flow(name="bench-bare-prefect", persist_result=False)
-    def bare(count: int) -> None:
+    def bare(count: int) -> float:
+        t0 = time.perf_counter()
         for i in range(count):
             prefect_task(
                 trivial,
@@ -105,16 +108,36 @@ def main() -> None:
                 retries=0,
                 log_prints=False,
             )()
-
-    def timed_bare(count: int) -> float:
-        t0 = time.perf_counter()
-        bare(count)
         return time.perf_counter() - t0
 
+    def timed_bare(count: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        inner = bare(count)
+        return time.perf_counter() - t0, inner
+
+    single = tmp / "single.yaml"
+    single.write_text(playbook_text(1))
+    timed_flow(load_playbook(single, registry))  # warm-up: imports, client, first API calls
     bare(1)
-    bare_fixed = min(timed_bare(1) for _ in range(3))
-    bare_total = min(timed_bare(n) for _ in range(3))
+    # Each figure is the least of three, engine and bare runs alternating. Whole-flow times are
+    # kept for comparison with older lines, but the per-step figures are timed INSIDE the flow: a
+    # run's end waits up to ~1 s on Prefect's heartbeat thread, which hides that much work (a bare
+    # flow of 200 tasks took as long as one of 1 task), so "N-step flow minus 1-step flow" is wrong
+    load_before = os.getloadavg()
+    engine_runs, bare_runs, fixed_runs, bare_fixed_runs = [], [], [], []
+    for _ in range(3):
+        fixed_runs.append(timed_flow(load_playbook(single, registry))[0])
+        engine_runs.append(timed_flow(pb))
+        bare_fixed_runs.append(timed_bare(1)[0])
+        bare_runs.append(timed_bare(n))
+    fixed = min(fixed_runs)
+    engine = min(t for t, _ in engine_runs)
+    engine_inside = min(i for _, i in engine_runs) / n
+    bare_fixed = min(bare_fixed_runs)
+    bare_total = min(t for t, _ in bare_runs)
+    bare_inside = min(i for _, i in bare_runs) / n
     bare_per_task = (bare_total - bare_fixed) / (n - 1)
+    beyond = engine_inside - bare_inside - direct / n  # the action itself (direct) is not overhead
 
     # time from `runbook run` (a new process) to the first step starting
     one = tmp / "one.yaml"
@@ -124,9 +147,6 @@ def main() -> None:
         [sys.executable, "-m", "runbook.cli", "run", str(one)], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
-    from runbook.runtime import build_runtime
-
-    store = build_runtime().store
     run = store.runs(limit=1)[0]
     first = next(e for e in store.events(run["run_id"]) if e.kind.value == "step.started")
     to_first = first.time.timestamp() - started
@@ -144,9 +164,11 @@ def main() -> None:
                 "bare_prefect_ms_total": round(bare_total * 1000, 1),
                 "bare_prefect_ms_one_task": round(bare_fixed * 1000, 1),
                 "bare_prefect_ms_per_task": round(bare_per_task * 1000, 2),
-                "engine_ms_per_step_beyond_prefect": round(
-                    ((engine - fixed) - direct * (n - 1) / n) * 1000 / (n - 1) - bare_per_task * 1000, 2
-                ),
+                "engine_ms_per_step_in_flow": round(engine_inside * 1000, 2),
+                "bare_prefect_ms_per_task_in_flow": round(bare_inside * 1000, 2),
+                "engine_ms_per_step_beyond_prefect": round(beyond * 1000, 2),
+                "engine_ms_per_step_in_flow_all": [round(i * 1000 / n, 2) for _, i in engine_runs],
+                "bare_prefect_ms_per_task_in_flow_all": [round(i * 1000 / n, 2) for _, i in bare_runs],
                 "cli_run_to_first_step_s": round(to_first, 2),
                 "cli_run_total_s": round(total, 2),
                 "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
