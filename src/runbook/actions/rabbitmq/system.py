@@ -38,6 +38,7 @@ WATCH_SECONDS = 3.0
 WATCH_HEADROOM = 50
 WATCH_MAX = 2000
 QUARANTINE_LINGER = 3.0
+GET_RETRIES = 3
 
 
 def looks_like_requeue_loop(doc: dict[str, Any]) -> bool:
@@ -120,7 +121,17 @@ class RabbitMQ:
     def sample(self, ctx: ActionContext, target: Target, count: int) -> list[Message]:
         seen: dict[str, Message] = {}
         mgmt = management(ctx)
-        self._note(management_get(mgmt, target.vhost, target.queue, count, ctx.remaining()), seen, "head")
+        got = management_get(mgmt, target.vhost, target.queue, count, ctx.remaining())
+        for _ in range(GET_RETRIES if not got else 0):
+            # seen on a loaded broker: a get answering [] for a queue with ready messages; an empty
+            # sample would hide all evidence, so ask again while the exact count says there is some
+            if passive_counts(amqp(ctx), target.vhost, target.queue, ctx.remaining())[0] == 0:
+                break
+            time.sleep(0.2)
+            got = management_get(mgmt, target.vhost, target.queue, count, ctx.remaining())
+            if got:
+                break
+        self._note(got, seen, "head")
         if any(m.deaths or m.delivery_count or m.redelivered_before_look for m in seen.values()):
             return list(seen.values())
         doc = mgmt.queue(target.vhost, target.queue, timeout=ctx.remaining())
