@@ -129,7 +129,8 @@ def test_click_resumes_the_paused_flow_run_and_purges_once(
     assert rabbit.ready(ch, name) == 0
     run_id = str(final.state_details.flow_run_id)
     events = timeline.events(run_id)
-    assert [e.kind.value for e in events if e.step_id == "purge"] == [
+    # a note may tell that Prefect was slow to answer (weather, not part of the decision): left out
+    assert [e.kind.value for e in events if e.step_id == "purge" and e.kind != "note"] == [
         "approval.requested",
         "approval.approved",
         "step.started",
@@ -232,7 +233,7 @@ def test_expiry_inside_a_flow_run_is_a_denial_not_a_pause_timeout(
     assert final.is_cancelled() and final.name == "Denied", final
     assert final.message.startswith("denied"), final.message
     run_id = str(final.state_details.flow_run_id)
-    purge = [e.kind.value for e in timeline.events(run_id) if e.step_id == "purge"]
+    purge = [e.kind.value for e in timeline.events(run_id) if e.step_id == "purge" and e.kind != "note"]
     assert purge == ["approval.requested", "approval.expired"]
     assert rabbit.ready(ch, name) == 7
     assert "wrapup" in {e.step_id for e in timeline.events(run_id) if e.kind == "step.succeeded"}

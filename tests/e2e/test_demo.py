@@ -9,11 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-# the demo is the backlog-poison drill: it runs on the drills' worker (tests/gameday/test_drills.py)
-pytestmark = pytest.mark.xdist_group("drills")
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -21,8 +21,9 @@ from runbook.runtime import cached_registry
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
 from tests.gameday.conftest import wait_until
 
-# drills share their queue-name prefix and one asserts none of its queues is left: one worker runs them all
-pytestmark = pytest.mark.xdist_group("drills")
+# The RabbitMQ drills share the queue-name prefix drill- and one asserts that none of its quarantine
+# queues is left: those run on one worker (xdist_group "drill-queues"); the others run anywhere.
+DRILL_QUEUES = pytest.mark.xdist_group("drill-queues")
 
 MGMT = "http://127.0.0.1:15672/api"
 GUEST = ("guest", "guest")
@@ -58,6 +59,7 @@ def scale(kube: KubeWorld, replicas: int) -> None:
     )
 
 
+@DRILL_QUEUES
 @pytest.mark.parametrize("injected", ["backlog-poison"], indirect=True)
 def test_backlog_poison(injected: tuple[Fault, KubeWorld]) -> None:
     fault, _ = injected
@@ -75,6 +77,7 @@ def test_backlog_poison(injected: tuple[Fault, KubeWorld]) -> None:
     assert queue_doc(fault.queue) is None and queue_doc(f"{fault.queue}-quarantine") is None
 
 
+@DRILL_QUEUES
 @pytest.mark.parametrize("injected", ["no-consumers"], indirect=True)
 def test_no_consumers(injected: tuple[Fault, KubeWorld]) -> None:
     fault, kube = injected
@@ -152,6 +155,7 @@ def test_unknown_fault_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "known: backlog-poison" in capsys.readouterr().err
 
 
+@DRILL_QUEUES
 @pytest.mark.parametrize("approve", [True, False], ids=["approve", "observe-only"])
 def test_full_drill_backlog_poison(
     approve: bool,

@@ -212,14 +212,18 @@ def snapshot_activity(ctx: ActionContext, params: ActivityParams) -> ActivityRes
             f" top application: {next(iter(by_app.items()), ('-', 0))[0]}"
         )
     if blocked:
-        root = next((b for b in blockers if b["pid"] in roots), blockers[0] if blockers else None)
-        who = (
-            f"; root blocker pid {root['pid']} ({root['application_name'] or '?'}, {root['state']},"
-            f" {root['xact_seconds']}s in transaction)"
-            if root
-            else ""
+        # every root blocker, oldest transaction first (up to 5): two unrelated lock chains on one
+        # server must not hide each other's culprit
+        root_rows = [b for b in blockers if b["pid"] in roots] or blockers[:1]
+        root_rows.sort(key=lambda b: -(b["xact_seconds"] or 0))
+        who = "; ".join(
+            f"root blocker pid {r['pid']} ({r['application_name'] or '?'}, {r['state']},"
+            f" {r['xact_seconds']}s in transaction)"
+            for r in root_rows[:5]
         )
-        problems.append(f"{len(blocked)} blocked quer{'y' if len(blocked) == 1 else 'ies'}{who}")
+        more = f" (+{len(root_rows) - 5} more)" if len(root_rows) > 5 else ""
+        count = f"{len(blocked)} blocked quer{'y' if len(blocked) == 1 else 'ies'}"
+        problems.append(f"{count}; {who}{more}" if who else count)
     if long_tx:
         oldest = long_tx[0]
         problems.append(
