@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from runbook.actions import ActionRegistry, default_registry
@@ -19,6 +21,7 @@ from runbook.store.schema import open_database
 from runbook.store.timeline import TimelineStore
 
 ROOT = Path(__file__).resolve().parents[1]
+PG_MAINTENANCE_URL = "postgresql://root@127.0.0.1:5432/postgres"
 
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -94,9 +97,26 @@ def store(settings: Settings) -> TimelineStore:
 
 
 @pytest.fixture
-def pg_store(postgres_available: None) -> TimelineStore:
-    """A timeline store in a fresh PostgreSQL schema-less database namespace (unique table rows)."""
-    return TimelineStore(open_database("postgresql://root@127.0.0.1:5432/test"))
+def pg_store_url(postgres_available: None) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test's runbook store, dropped afterwards.
+
+    A store is shared state: the reaper marks every lost run in it, and listings (pending approvals,
+    runs) see every run. Tests run side by side (pytest-xdist), so each gets a database of its own
+    rather than the shared ``test`` database."""
+    name = f"rbstore_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_MAINTENANCE_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://root@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_MAINTENANCE_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_store(pg_store_url: str) -> TimelineStore:
+    """A timeline store in a fresh PostgreSQL database of its own."""
+    return TimelineStore(open_database(pg_store_url))
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ APPROVERS = approvers_yaml(
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
-        request.getfixturevalue("postgres_available")
-        return PG_URL
+        url: str = request.getfixturevalue("pg_store_url")  # a database of its own: the reaper is global
+        return url
     return f"sqlite:///{tmp_path / 'runbook.db'}"
 
 

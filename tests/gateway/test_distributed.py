@@ -93,13 +93,13 @@ def _healthy(api: str) -> bool:
 
 
 def test_two_workers_run_each_triggered_run_exactly_once(
-    pg_prefect: str, tmp_path: Path, unique: str
+    pg_prefect: str, pg_store_url: str, tmp_path: Path, unique: str
 ) -> None:
     name = f"dist-{unique}"
     folder = tmp_path / "playbooks"
     write_playbook(folder, name, title="(?i)stuck")
     pool = f"runbook-process-{unique}"
-    store_url = f"{PG}/test"
+    store_url = pg_store_url
     env = {
         **os.environ,
         "PREFECT_API_URL": pg_prefect,

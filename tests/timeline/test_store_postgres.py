@@ -91,7 +91,7 @@ def test_secrets_never_reach_the_postgres_store(pg_store: TimelineStore, run_id:
             details={"header": "Authorization: Bearer abcdefghijklmnop"},
         )
     )
-    with psycopg.connect(PG_URL) as conn:
+    with psycopg.connect(pg_store.db.url) as conn:
         rows = conn.execute(
             "SELECT r.params, e.summary, e.details FROM runbook_runs r JOIN runbook_events e USING (run_id)"
             " WHERE run_id = %s",
