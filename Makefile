@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # The suite runs in two phases: most tests spread over PYTEST_WORKERS processes (they wait on
 # services far more than they use the CPU), then the few marked `serial` alone, because they change
 # what every other test shares (the RabbitMQ cluster's membership).
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 6
 
 .PHONY: demo test check setup venv services prefect-server lint bench-small clean-state
 
