@@ -25,9 +25,8 @@ from runbook_devtools.kube_api import KubeAPIServer
 
 from runbook.core.settings import Settings
 from tests.actions.test_queue_bullmq import redis_available  # noqa: F401  (fixture)
-from tests.actions.test_queue_pg_table import starforge_schema
 from tests.e2e.conftest import AMQP, PG_URL, Approver, connect, declare, delete_queues, mgmt, run_playbook
-from tests.e2e.test_triage_systems import TableWorker
+from tests.e2e.test_triage_systems import TableWorker, sql, table  # noqa: F401  (table: fixture)
 from tests.support.bullmq_jobs import BullBench
 from tests.support.waiting import wait_until
 
@@ -383,11 +382,11 @@ def test_quorum_queue_delivery_count_is_poison(e2e_env: Settings, names: tuple[s
 def test_database_lock_is_database_trouble(e2e_env: Settings, names: tuple[str, str, str]) -> None:
     q, dlq, quarantine = names
     declare(q, dlq, quarantine)
-    table = f"e2e_inc_{uuid.uuid4().hex[:8]}"
+    locked = f"e2e_inc_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as setup:
-        setup.execute(f"CREATE TABLE {table} (id text PRIMARY KEY)")
+        setup.execute(f"CREATE TABLE {locked} (id text PRIMARY KEY)")
     holder = psycopg.connect(PG_URL)  # a migration holding a lock the consumers need
-    holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    holder.execute(f"LOCK TABLE {locked} IN ACCESS EXCLUSIVE MODE")
     holder_pid = holder.info.backend_pid
     ids = [f"d-{i}" for i in range(30)]
     publish_ids(q, ids)
@@ -396,7 +395,7 @@ def test_database_lock_is_database_trouble(e2e_env: Settings, names: tuple[str, 
     def handle(mid: str, _redelivered: bool) -> str:  # each job writes a row: blocked by the lock
         if not hasattr(local, "conn"):
             local.conn = psycopg.connect(PG_URL, autocommit=True)
-        local.conn.execute(f"INSERT INTO {table} VALUES (%s)", (mid,))
+        local.conn.execute(f"INSERT INTO {locked} VALUES (%s)", (mid,))
         return "ack"
 
     try:
@@ -410,7 +409,7 @@ def test_database_lock_is_database_trouble(e2e_env: Settings, names: tuple[str, 
     finally:
         holder.close()
         with psycopg.connect(PG_URL, autocommit=True) as setup:
-            setup.execute(f"DROP TABLE IF EXISTS {table}")
+            setup.execute(f"DROP TABLE IF EXISTS {locked}")
     assert result.verdict == "database_trouble", result.text()
     assert evidence(result).startswith("PostgreSQL: ") and "blocked" in evidence(result)
     assert any(f"root blocker pid {holder_pid}" in p for p in result.output("db")["problems"])
@@ -461,23 +460,7 @@ def test_bullmq_poison_quarantined_then_failed_jobs_redriven(e2e_env: Settings, 
     assert sorted(bull.processed) == sorted(innocents + failed)  # each completed once: nothing lost
 
 
-@pytest.fixture
-def table(e2e_env: Settings) -> Iterator[str]:
-    schema = f"sf_inc_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(starforge_schema(schema))
-    yield schema
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def sql(query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        cur = conn.execute(query)
-        return cur.fetchall() if cur.description else []
-
-
-def test_table_queue_poison_quarantined_then_failed_rows_redriven(e2e_env: Settings, table: str) -> None:
+def test_table_queue_poison_quarantined_then_failed_rows_redriven(e2e_env: Settings, table: str) -> None:  # noqa: F811
     (poison,) = sql(
         f"INSERT INTO {table}.queue_jobs (type, attempts, run_after)"
         " VALUES ('poison', 6, now() - interval '1 hour') RETURNING id::text"
