@@ -38,7 +38,8 @@ WATCH_SECONDS = 3.0
 WATCH_HEADROOM = 50
 WATCH_MAX = 2000
 QUARANTINE_LINGER = 3.0
-GET_RETRIES = 3
+#: pauses before asking the management API again for a head it answered empty (about 5 s in all)
+GET_RETRY_PAUSES = (0.2, 0.4, 0.8, 1.2, 1.2, 1.2)
 
 
 def looks_like_requeue_loop(doc: dict[str, Any]) -> bool:
@@ -122,12 +123,14 @@ class RabbitMQ:
         seen: dict[str, Message] = {}
         mgmt = management(ctx)
         got = management_get(mgmt, target.vhost, target.queue, count, ctx.remaining())
-        for _ in range(GET_RETRIES if not got else 0):
+        for pause in GET_RETRY_PAUSES if not got else ():
             # seen on a loaded broker: a get answering [] for a queue with ready messages; an empty
             # sample would hide all evidence, so ask again while the exact count says there is some
             if passive_counts(amqp(ctx), target.vhost, target.queue, ctx.remaining())[0] == 0:
                 break
-            time.sleep(0.2)
+            if ctx.remaining(60.0) < pause + 5.0:
+                break
+            time.sleep(pause)
             got = management_get(mgmt, target.vhost, target.queue, count, ctx.remaining())
             if got:
                 break
