@@ -85,7 +85,15 @@ def test_cli_approve_policy_and_console_instructions(
     )
     approvals = Approvals(console_env, timeline)
     wait_until(lambda: approvals.store.pending(), what="pending")
-    shown = capsys.readouterr().out
+    # the row is stored before the console channel prints it: wait for the print, keeping all output
+    printed: list[str] = []
+
+    def instructions_printed() -> bool:
+        printed.append(capsys.readouterr().out)
+        return "└ deny:" in "".join(printed)
+
+    wait_until(instructions_printed, what="the console instructions")
+    shown = "".join(printed)
     assert "APPROVAL NEEDED" in shown and "runbook approve run-cli purge --as USER" in shown
     assert "--deny" in shown and "testing.record" in shown
     assert main(["approve", "run-cli", "purge", "--as", "mallory"]) == 1  # --as names someone else
