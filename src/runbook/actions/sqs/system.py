@@ -11,8 +11,8 @@ What SQS can and cannot tell, and what each answer rests on:
   ``deadLetterTargetArn`` (``dlq`` only when the queue has no redrive policy).
 * **Progress**: SQS keeps no completion counter and a local server has no CloudWatch
   (NumberOfMessagesDeleted/Received). The window polls the attributes every half second and
-  derives *lower bounds*: completed = the sum of depth drops between polls that the redrive
-  policy's DLQ did not take (a delete shrinks the queue; a send in the same half second hides one),
+  derives *lower bounds*: completed = the sum of depth drops over the window less what the redrive
+  policy's DLQ took in it (a delete shrinks the queue; a send in the same half second hides one),
   failed = the DLQ's growth (dead-lettered after maxReceiveCount receives; a DLQ shared with other
   queues counts theirs too), published =
   the sum of depth rises, delivered = the larger of the sum of rises of NotVisible and the
@@ -121,7 +121,7 @@ class SQS:
         start = time.time()
         depth0, hidden0, dead0 = read()
         depth, hidden, dead = depth0, hidden0, dead0
-        completed = published = rises = failed = 0
+        drops = published = rises = failed = 0
         end = time.monotonic() + seconds
         while True:
             left = end - time.monotonic()
@@ -129,12 +129,15 @@ class SQS:
                 break
             time.sleep(min(POLL_SECONDS, left))
             new_depth, new_hidden, new_dead = read()
-            dead_lettered = max(0, new_dead - dead)  # left the queue, but not completed
-            completed += max(0, depth - new_depth - dead_lettered)
-            failed += dead_lettered
+            failed += max(0, new_dead - dead)  # left the queue, but not completed
+            drops += max(0, depth - new_depth)
             published += max(0, new_depth - depth)
             rises += max(0, new_hidden - hidden)
             depth, hidden, dead = new_depth, new_hidden, new_dead
+        # Compared over the whole window, not per poll: the queue and its DLQ are two reads, so a move
+        # can show in the DLQ one poll before the queue's drop shows (or after); per poll, that drop
+        # would count as a completion.
+        completed = max(0, drops - failed)
         a = Counters(
             at=start, depth=depth0, in_flight=hidden0, consumers=None, completed=0, delivered=0, redelivered=0
         )
