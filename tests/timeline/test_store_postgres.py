@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -22,12 +21,9 @@ PG_URL = "postgresql://root@127.0.0.1:5432/test"
 
 
 @pytest.fixture
-def run_id(postgres_available: None) -> Iterator[str]:
-    rid = f"test-{uuid.uuid4().hex}"
-    yield rid
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute("DELETE FROM runbook_events WHERE run_id = %s", (rid,))
-        conn.execute("DELETE FROM runbook_runs WHERE run_id = %s", (rid,))
+def run_id(postgres_available: None) -> str:
+    """A unique run id (``pg_store`` is a database of its own, dropped after the test)."""
+    return f"test-{uuid.uuid4().hex}"
 
 
 def test_run_lifecycle_and_events(pg_store: TimelineStore, run_id: str) -> None:
@@ -130,9 +126,14 @@ def test_a_second_store_opening_the_same_database(run_id: str) -> None:
     b = TimelineStore(open_database(PG_URL))
     a.start_run(run_id, "p", params={})
     b.append(Event(run_id=run_id, kind=Kind.NOTE, summary="from b"))
-    assert [e.summary for e in a.events(run_id)] == ["from b"]
-    a.db.close()
-    b.db.close()
+    try:
+        assert [e.summary for e in a.events(run_id)] == ["from b"]
+    finally:
+        a.db.close()
+        b.db.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:  # the shared database keeps no rows
+            conn.execute("DELETE FROM runbook_events WHERE run_id = %s", (run_id,))
+            conn.execute("DELETE FROM runbook_runs WHERE run_id = %s", (run_id,))
 
 
 def test_first_open_of_a_fresh_database_from_several_processes_at_once(postgres_available: None) -> None:
