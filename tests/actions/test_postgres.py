@@ -29,6 +29,7 @@ from runbook.actions.postgres.actions import ConnectionLimits, connection_limits
 from runbook.core.settings import Settings
 from tests.support.pg_roles import reader_url
 from tests.support.postgres import ADMIN_URL
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("postgres_available")
 
@@ -288,7 +289,18 @@ def test_activity_reports_a_real_blocked_lock(
         held_since = time.monotonic()
         thread.start()
         spec = registry["postgres.activity"]
-        params = {"long_transaction_seconds": 0.5, "idle_in_transaction_seconds": 0.5}
+        # a wait shorter than blocked_seconds is contention, not a problem
+        wait_until(
+            lambda: any(
+                b["application_name"] == f"rb-waiter-{unique}"
+                for b in invoke(spec, ctx, {"blocked_seconds": 0}).blocked
+            ),
+            what="the waiter to reach the lock",
+        )
+        brief = invoke(spec, ctx, {"blocked_seconds": 120})
+        assert waiter.info.backend_pid not in [b["pid"] for b in brief.blocked]
+        assert not any("blocked" in p for p in brief.problems)
+        params = {"long_transaction_seconds": 0.5, "idle_in_transaction_seconds": 0.5, "blocked_seconds": 0.5}
         deadline = held_since + 10
         while True:  # the waiter needs a moment to reach the lock; the holder to grow "long"
             time.sleep(0.3)

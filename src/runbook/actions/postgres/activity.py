@@ -85,6 +85,12 @@ class ActivityParams(BaseModel):
         le=1,
         description="fraction of usable connections (max - superuser reserved) that is a problem",
     )
+    blocked_seconds: float = Field(
+        5,
+        ge=0,
+        description="a query waiting on a lock longer than this is a problem (shorter waits are the"
+        " normal contention of a busy database)",
+    )
     database: str | None = Field(None, description="only sessions of this database (default: every database)")
     max_items: int = Field(20, ge=1, le=500, description="at most this many entries per list")
 
@@ -139,7 +145,11 @@ def _sessions(
 
 def snapshot_activity(ctx: ActionContext, params: ActivityParams) -> ActivityResult:
     """The body of ``postgres.activity`` (see its docstring there)."""
-    args: dict[str, Any] = {"db": params.database, "long": params.long_transaction_seconds}
+    args: dict[str, Any] = {
+        "db": params.database,
+        "long": params.long_transaction_seconds,
+        "blocked": params.blocked_seconds,
+    }
     client = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
     with get_pool(ctx).connection(ctx.remaining()) as conn:
         try:
@@ -178,7 +188,8 @@ def snapshot_activity(ctx: ActionContext, params: ActivityParams) -> ActivityRes
                 )
                 blocked = _sessions(
                     cur,
-                    f"{client} AND {_DB_FILTER} AND cardinality(pg_blocking_pids(pid)) > 0",
+                    f"{client} AND {_DB_FILTER} AND cardinality(pg_blocking_pids(pid)) > 0"
+                    " AND query_start < now() - make_interval(secs => %(blocked)s)",
                     args,
                     "query_start",
                     params.max_items,
