@@ -124,3 +124,27 @@ def test_hostile_ids_match_nothing(schema: str, registry, settings) -> None:
             {**target(schema), "ids": ["00000000-0000-0000-0000-000000000000' OR '1'='1"]},
         )
     assert sql(f"SELECT count(*) FROM {schema}.queue_jobs WHERE status = 'pending'") == [(3,)]
+
+
+def test_progress_counts_retries_past_the_first_attempt_and_rows_inserted(
+    schema: str, settings: Settings
+) -> None:
+    """A worker counts the attempt when it claims a row: a row done on its first attempt is one
+    delivery and no retry (counting every attempt as a retry made a healthy worker a 50% retry
+    storm); a row that failed once and then succeeded is two deliveries, one retry; every row
+    inserted is published (a producer storm read as publish rate 0)."""
+    from runbook.actions.pg_table.system import TableQueue
+    from runbook.actions.queue.system import Target
+
+    q = target(schema)
+    t = Target.model_validate({"queue": q["queue"], "table": q["table"]})
+    ctx = ActionContext(Connections(settings), deadline=time.monotonic() + 30)
+    sql(f"INSERT INTO {schema}.queue_jobs (type) SELECT 'x' FROM generate_series(1, 10)")
+    a = TableQueue()._counters(ctx, t)
+    ids = [r[0] for r in sql(f"SELECT id::text FROM {schema}.queue_jobs ORDER BY id LIMIT 4")]
+    sql(f"UPDATE {schema}.queue_jobs SET status = 'done', attempts = 1 WHERE id = ANY(%s::uuid[])", ids[:3])
+    sql(f"UPDATE {schema}.queue_jobs SET status = 'done', attempts = 2 WHERE id = %s::uuid", ids[3])
+    sql(f"INSERT INTO {schema}.queue_jobs (type) SELECT 'x' FROM generate_series(1, 5)")
+    b = TableQueue()._counters(ctx, t)
+    assert (b.completed - a.completed, b.delivered - a.delivered, b.redelivered - a.redelivered) == (4, 5, 1)
+    assert b.published - a.published == 5 and b.depth - a.depth == 1

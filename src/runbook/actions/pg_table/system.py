@@ -98,33 +98,44 @@ class TableQueue:
                     " count(*) FILTER (WHERE {s} = ANY(%(running)s)) AS running,"
                     " count(*) FILTER (WHERE {s} = ANY(%(done)s)) AS done,"
                     " count(*) FILTER (WHERE {s} = ANY(%(failed)s)) AS failed,"
-                    " coalesce(sum({a}), 0) AS attempts FROM {t}"
+                    " count(*) AS inserted,"
+                    # every attempt is a delivery; a row finished or running with no attempt counted
+                    # (set by hand, or a worker that counts only failures) was delivered once
+                    " coalesce(sum(CASE WHEN coalesce({a}, 0) = 0 AND ({s} = ANY(%(finished)s))"
+                    " THEN 1 ELSE coalesce({a}, 0) END), 0) AS delivered,"
+                    # attempts after a row's first are its retries
+                    " coalesce(sum(greatest(coalesce({a}, 0) - 1, 0)), 0) AS retries FROM {t}"
                 ).format(s=I(m.status_column), a=_col(m.attempts_column, "0"), t=table),
                 {
                     "ready": m.ready_values,
                     "running": m.running_values,
                     "failed": m.failed_values,
                     "done": m.done_values,
+                    "finished": m.done_values + m.failed_values + m.running_values,
                 },
             )
             r = cur.fetchone() or {}
-            done, failed, attempts = int(r["done"]), int(r["failed"]), int(r["attempts"])
             return Counters(
                 at=time.time(),
                 depth=int(r["depth"]),
                 in_flight=int(r["running"]),
                 consumers=None,
-                completed=done,
-                delivered=done + failed + attempts,
-                redelivered=attempts,
-                failed=failed,
+                completed=int(r["done"]),
+                delivered=int(r["delivered"]),
+                redelivered=int(r["retries"]),
+                failed=int(r["failed"]),
+                published=int(r["inserted"]),  # rows are kept when finished: every row was published
             )
 
         result: Counters = self._run(ctx, target, "queue counters", work)
         return result
 
     def window(self, ctx: ActionContext, target: Target, seconds: float) -> tuple[Counters, Counters]:
-        """Rows finished and attempts made between two reads (``attempts`` growth = retries)."""
+        """Rows inserted, finished and attempted between two reads. ``attempts`` counts every try
+        (the StarForge worker counts the attempt when it claims the row): each attempt is a
+        delivery, and only attempts after a row's first are retries. Counting every attempt as a
+        retry made a healthy worker (one attempt per row) look like a 50% retry storm; rows
+        inserted were not counted at all, so a producer storm read as publish rate 0."""
         a = self._counters(ctx, target)
         time.sleep(seconds)
         return a, self._counters(ctx, target)
