@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -129,3 +130,33 @@ def test_hostile_names_and_ids_are_refused(redis_available, registry, settings, 
 def test_missing_queue_is_a_clear_error(redis_available, registry, settings, unique) -> None:
     with pytest.raises(ActionError, match="not found"):
         call(registry, settings, "queue.stats", {"system": "bullmq", "queue": f"absent-{unique}"})
+
+
+def test_retries_with_a_backoff_count_as_retries_and_delayed_adds_do_not(bench, registry, settings) -> None:
+    # a failed attempt retried with a backoff goes to ``delayed`` (moveToDelayed: a ``delayed`` event
+    # without ``prev``); a job *added* with a delay writes the same event next to its ``added`` one
+    q = {"system": "bullmq", "queue": bench.name}
+    delayed = [{"name": "job", "data": {}, "opts": {"jobId": f"later-{i}", "delay": 60000}} for i in range(5)]
+    bench.run(bench.queue.add("job", {}, {"jobId": "early", "delay": 60000}))  # the queue exists
+    later = threading.Timer(0.5, lambda: bench.run(bench.queue.addBulk(delayed)))
+    later.start()
+    progress = call(registry, settings, "queue.progress", {**q, "window": 2})
+    later.join()
+    assert (progress["published"], progress["redelivered"], progress["delivered"]) == (5, 0, 0), progress
+
+    opts = {"attempts": 2, "backoff": {"type": "fixed", "delay": 300}}
+    jobs = [{"name": "job", "data": {}, "opts": {"jobId": f"b-{i}", **opts}} for i in range(400)]
+    bench.run(bench.queue.addBulk(jobs))
+
+    async def flaky(job: Any) -> None:
+        await asyncio.sleep(0.02)
+        if job.attemptsMade == 0:
+            raise RuntimeError("upstream 503")
+
+    bench.worker(flaky)
+    wait_for(lambda: bench.counts()["delayed"] > 5)
+    progress = call(registry, settings, "queue.progress", {**q, "window": 2})
+    # every delivery in the window is a first attempt (the retries are behind the other 390 jobs):
+    # each one fails and is retried after its backoff
+    assert progress["delivered"] > 0 and progress["completed"] == 0, progress
+    assert abs(progress["redelivered"] - progress["delivered"]) <= 1, progress

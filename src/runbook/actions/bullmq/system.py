@@ -8,7 +8,9 @@ Key layout (BullMQ 5, ``<prefix>:<queue>:``): ``wait``/``paused``/``active`` lis
 Stats use O(1) commands only (LLEN, ZCARD, LINDEX -1, HGET), so they stay fast on a million-job
 queue. Progress counts the ``events`` stream between two instants (stream ids are milliseconds):
 ``active`` events are deliveries, ``completed`` completions, ``failed`` failures and
-``waiting``/``delayed`` with ``prev=active|failed`` (a failed attempt put back) or ``stalled`` are
+``waiting``/``delayed`` with ``prev=active|failed`` (a failed attempt put back), ``stalled``, and a
+``delayed`` event of a job not ``added`` in the same window (a failed attempt retried with a backoff:
+``moveToDelayed`` writes no ``prev``; a job added with a delay writes ``added`` beside it) are
 retries. ``consumers`` counts Redis connections named for the queue (a worker opens one or two).
 Sampling reads hashes only,
 so it creates no evidence.
@@ -172,15 +174,22 @@ class BullMQ:
         counts = {"completed": 0, "delivered": 0, "failed": 0, "redelivered": 0, "published": 0}
         cursor = f"{int(start * 1000)}-0"
         stop = f"{int(end * 1000)}-99999"
+        added: set[str] = set()
+        delayed: list[str] = []  # ``delayed`` events without ``prev``: a backoff retry or a delayed add
         for _ in range(200):  # at most 200k events per window
             batch = r.call("XRANGE", base + "events", cursor, stop, "COUNT", 1000) or []
             for _id, fields in batch:
                 # redis-py parses XRANGE entries into a dict; a raw reply is a flat [k, v, ...] list
                 ev = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
                 self._count(counts, ev)
+                if ev.get("event") == "added":
+                    added.add(str(ev.get("jobId")))
+                elif ev.get("event") == "delayed" and not ev.get("prev"):
+                    delayed.append(str(ev.get("jobId")))
             if len(batch) < 1000:
                 break
             cursor = "(" + batch[-1][0]
+        counts["redelivered"] += sum(1 for job_id in delayed if job_id not in added)
         return counts
 
     @staticmethod
