@@ -109,3 +109,51 @@ def test_sqs_consumer_outage(e2e_env: Settings, sqs_env: SQSBench) -> None:
     assert result.output("sample")["suspects"] == []  # the triage's own receives are no evidence
     assert b.counts(params["queue"]) == (30, 0)  # every sampled message given back
     assert sorted(b.drain(params["queue"])) == sorted(ids)
+
+
+class PacedConsumer(threading.Thread):
+    """A healthy worker that completes one message about every ``seconds_each`` and never fails."""
+
+    def __init__(self, b: SQSBench, queue: str, seconds_each: float) -> None:
+        super().__init__(daemon=True)
+        self.b, self.url, self.seconds_each = b, b.url(queue), seconds_each
+        self.stop, self.done = threading.Event(), set[str]()
+
+    def run(self) -> None:
+        sqs = self.b.client
+        while not self.stop.is_set():
+            got = sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, VisibilityTimeout=30)
+            for m in got.get("Messages", []):
+                self.stop.wait(self.seconds_each)
+                sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+                self.done.add(m["MessageId"])
+
+
+def test_sqs_slow_processing_healthy_consumer(e2e_env: Settings, sqs_env: SQSBench) -> None:
+    """A consumer completing ~4 msg/s (below min_ack_rate 10) and never failing is slow processing:
+    not poison (no message carries receives), not an outage (messages are taken and deleted).
+
+    A producer storm and a retry storm are not told apart on SQS: SQS keeps no delete or redelivery
+    counter outside CloudWatch, and a send in the same poll hides a delete in the depth, so
+    completions are a lower bound (``actions/sqs/system.py``) - both read as slow processing."""
+    b = sqs_env
+    params = make_queues(b)
+    ids = b.send(params["queue"], 120)
+    consumer = PacedConsumer(b, params["queue"], 0.25)
+    consumer.start()
+    try:
+        wait_until(lambda: len(consumer.done) >= 3 or None, 20, "work flowing")
+        with Approver(e2e_env, "e2e-sqs-slow", {}) as approver:
+            result = run_playbook("backlog-triage", params, "e2e-sqs-slow")
+    finally:
+        consumer.stop.set()
+        consumer.join(5)
+    assert result.verdict == "slow_processing", result.text()
+    evidence = result.output("classify")["evidence"]
+    assert "with no poison evidence" in evidence and "(< 10" in evidence, evidence
+    assert result.output("sample")["suspects"] == []
+    facts = result.output("facts")["values"]
+    assert 0 < facts["ack_rate"] < 10, facts
+    assert approver.steps() == []
+    left = b.drain(params["queue"])
+    assert sorted(set(left) | consumer.done) == sorted(ids) and not set(left) & consumer.done  # nothing lost
