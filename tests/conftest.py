@@ -45,16 +45,6 @@ def require_port(name: str, host: str, port: int) -> None:
         pytest.fail(f"{name} is not reachable on {host}:{port} ({exc}); {HOW_TO_START[name]}", pytrace=False)
 
 
-#: folders whose tests drive whole playbooks or drills (25-60 s each): scheduled first, so the
-#: parallel run does not end with one process alone on a long test
-LONG_FIRST = ("tests/e2e/", "tests/gameday/")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Longest first: xdist hands tests out in collection order, so the long ones go out first."""
-    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))  # stable: order kept within
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Fail loudly if pytest-xdist stops honouring ``xdist_group``: grouped tests would then run side
     by side (this happened silently with pytest 9.2, whose node ids xdist 3.8 cannot suffix)."""
