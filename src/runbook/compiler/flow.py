@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from runbook.compiler.params import coerce_params
 from runbook.compiler.prefect_log import (
     PrefectRunSink,
     expect_failure,
+    flush_run_log,
     postmortem_artifact,
     quiet_expected_failures,
 )
@@ -49,6 +51,21 @@ StepCall = Callable[[], dict[str, Any]]
 SYSTEM_PARAMS = ("incident", "launch", "dry_run")
 
 
+_current = threading.local()
+_task_cache: dict[tuple[Any, ...], Any] = {}
+_task_cache_lock = threading.Lock()
+#: distinct (step, action, playbook) task objects a long-lived worker keeps
+TASK_CACHE_SIZE = 4096
+
+
+def _run_current_step() -> dict[str, Any]:
+    """The body of every step's Prefect task: the call the step runner put in ``_current`` (the
+    task runs inline on the flow's thread). One function for all steps, so a ``Task`` is built once
+    per playbook step and reused by every run, not rebuilt (signature, key, options) for each call."""
+    call: Callable[[], dict[str, Any]] = _current.stack[-1]
+    return call()
+
+
 class PrefectStepRunner:
     """Each executed step as a Prefect task run named by its step id and tagged with its action.
 
@@ -59,31 +76,38 @@ class PrefectStepRunner:
     line in :meth:`notices` for the timeline."""
 
     def __init__(self, playbook: Playbook) -> None:
-        from prefect import task as prefect_task
-        from prefect.cache_policies import NO_CACHE
-
         quiet_expected_failures()
         self.playbook = playbook
-        self._task: Any = prefect_task  # Prefect's overloads do not cover a per-step options call
-        self._no_cache = NO_CACHE
-        self._tasks: dict[str, Any] = {}
         self._notices: list[str] = []
 
     def notices(self) -> list[str]:
         out, self._notices = self._notices, []
         return out
 
-    def _options(self, step: Step, spec: ActionSpec) -> dict[str, Any]:
-        tags = [spec.name, f"playbook:{self.playbook.name}", *(["destructive"] if spec.destructive else [])]
-        return {
-            "name": step.id,
-            "task_run_name": step.id,
-            "tags": tags,
-            "persist_result": False,
-            "cache_policy": self._no_cache,
-            "retries": 0,
-            "log_prints": False,
-        }
+    def _task_for(self, step: Step, spec: ActionSpec) -> Any:
+        tags = (spec.name, f"playbook:{self.playbook.name}", *(["destructive"] if spec.destructive else []))
+        key = (step.id, tags)
+        task = _task_cache.get(key)
+        if task is None:
+            from prefect import task as prefect_task_typed
+            from prefect.cache_policies import NO_CACHE
+
+            prefect_task: Any = prefect_task_typed  # its overloads do not cover a tuple-built options call
+            task = prefect_task(
+                _run_current_step,
+                name=step.id,
+                task_run_name=step.id,
+                tags=list(tags),
+                persist_result=False,
+                cache_policy=NO_CACHE,
+                retries=0,
+                log_prints=False,
+            )
+            with _task_cache_lock:
+                if len(_task_cache) >= TASK_CACHE_SIZE:
+                    _task_cache.clear()
+                _task_cache[key] = task
+        return task
 
     @staticmethod
     def _expected(step: Step, exc: BaseException) -> None:
@@ -112,9 +136,12 @@ class PrefectStepRunner:
             box["output"] = out
             return out
 
+        stack = getattr(_current, "stack", None)
+        if stack is None:
+            stack = _current.stack = []
+        stack.append(run_step)
         try:
-            t = self._task(run_step, **self._options(step, spec))
-            result: dict[str, Any] = t()
+            result: dict[str, Any] = self._task_for(step, spec)()
             return result
         except Exception as exc:
             if "error" in box:
@@ -133,6 +160,8 @@ class PrefectStepRunner:
                 " without one"
             )
             return call()
+        finally:
+            stack.pop()
 
 
 def prefect_step_runner(playbook: Playbook) -> StepRunner:
@@ -282,6 +311,7 @@ def build_flow(playbook: Playbook, wiring: WiringFactory) -> Flow[Any, Any]:
             )
         finally:
             settle(run_id)  # pending Prefect bookkeeping (an unparked approval) before the final state
+            flush_run_log(run_id)  # the run's timeline lines, posted in batches, before it ends
         _after_run(rt.store, run_id)
         return final_state(outcome)
 

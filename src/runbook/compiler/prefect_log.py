@@ -5,7 +5,8 @@ for the failures runbook expects (a typed action error is a finding, not a crash
 * :class:`PrefectRunSink` is a timeline sink: every event of the run becomes one line of the flow
   run's log (INFO; WARNING for tolerated failures, refusals, denials and expiries; ERROR for a failure
   that stops the run), events other processes recorded (a decision made in Slack) included, in order.
-  A ``Root cause: …`` finding also becomes the run's ``verdict`` artifact.
+  A ``Root cause: …`` finding also becomes the run's ``verdict`` artifact. The lines are posted in
+  batches by one thread per process (:class:`_RunLogShipper`), never on the run's own thread.
 * :func:`quiet_expected_failures` installs one filter on Prefect's task-run logger: for a task run
   that failed with an expected error (marked by :func:`expect_failure`), Prefect's "Task run failed"
   line is dropped and its "Finished in state Failed" line keeps no traceback, at WARNING when the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from runbook.core.events import Event, Kind
@@ -75,6 +77,105 @@ def verdict_markdown(event: Event) -> str:
     return "\n".join([f"### {event.summary}", f"Recorded {event.time:%Y-%m-%d %H:%M:%S} UTC{step}", *table])
 
 
+#: how often the shipper posts what the runs of this process logged (one API call a batch)
+SHIP_INTERVAL_SECONDS = 2.0
+#: most lines in one POST, and most lines a process keeps while Prefect is away (oldest dropped)
+SHIP_BATCH_LINES = 200
+SHIP_BACKLOG_LINES = 20_000
+#: one line's message at most (Prefect refuses a log over its max size; the store has the whole event)
+MAX_LINE_CHARS = 8_000
+#: how long one POST of a batch may retry transient errors before the batch waits for the next tick
+SHIP_RETRY_SECONDS = 2.0
+
+
+class _RunLogShipper:
+    """Posts the timeline lines of every run in this process to the Prefect API in batches.
+
+    Why not ``logging`` with Prefect's ``APILogHandler``: that builds a pydantic ``LogCreate`` and
+    wakes Prefect's log thread for every line, on the run's own thread; two lines a step cost more
+    than the rest of the engine's work for that step. Here a line is a plain dict appended to a
+    list; one daemon thread posts what is there every two seconds, and a finishing run waits (bounded)
+    for its own lines. Prefect is bookkeeping: a batch that cannot be posted stays queued (up to
+    :data:`SHIP_BACKLOG_LINES`) and is tried again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lines: list[dict[str, Any]] = []
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight: list[dict[str, Any]] = []
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def add(self, line: dict[str, Any]) -> None:
+        with self._lock:
+            self._lines.append(line)
+            if len(self._lines) > SHIP_BACKLOG_LINES:
+                del self._lines[: len(self._lines) - SHIP_BACKLOG_LINES]
+                self.dropped += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="prefect-run-log", daemon=True)
+                self._thread.start()
+
+    def flush(self, flow_run_id: str, timeout: float) -> bool:
+        """Wait until no line of ``flow_run_id`` is waiting or being posted; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while any(x["flow_run_id"] == flow_run_id for x in self._lines + self._in_flight):
+                self._wake.set()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.2))
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(SHIP_INTERVAL_SECONDS)
+            self._wake.clear()
+            self._ship()
+
+    def _ship(self) -> None:
+        while True:
+            with self._lock:
+                batch = self._in_flight = self._lines[:SHIP_BATCH_LINES]
+                del self._lines[:SHIP_BATCH_LINES]
+            if not batch:
+                with self._idle:
+                    self._idle.notify_all()
+                return
+            ok = self._post(batch)
+            with self._idle:
+                if not ok:  # back to the front, in order; the next tick tries again
+                    self._lines[:0] = batch
+                self._in_flight = []
+                self._idle.notify_all()
+            if not ok:
+                return
+
+    @staticmethod
+    def _post(batch: list[dict[str, Any]]) -> bool:
+        from runbook.compiler.prefect_runs import _sync_client, is_transient_prefect, with_retries
+
+        try:
+            with_retries(lambda: _sync_client().create_logs(batch), SHIP_RETRY_SECONDS, "logs")
+            return True
+        except Exception as exc:  # noqa: BLE001 - the Prefect log is a mirror; the store is the record
+            if not is_transient_prefect(exc):  # refused, not away: trying again would be refused again
+                log.warning("prefect run log: %d lines refused (%s)", len(batch), type(exc).__name__)
+                return True
+            log.info("prefect run log: %d lines not posted yet (%s)", len(batch), type(exc).__name__)
+            return False
+
+
+_shipper = _RunLogShipper()
+
+
+def flush_run_log(flow_run_id: str, timeout: float = 10.0) -> bool:
+    """Wait (bounded) until every timeline line of that run has reached Prefect's log."""
+    return _shipper.flush(flow_run_id, timeout)
+
+
 class PrefectRunSink:
     """The run's timeline mirrored to its Prefect flow run (see the module doc). Best effort."""
 
@@ -83,7 +184,6 @@ class PrefectRunSink:
         self.flow_run_id = flow_run_id
         self._last_id = 0
         self._lock = threading.Lock()
-        self._logger: logging.Logger | None = None
 
     def publish(self, event: Event) -> None:
         try:
@@ -95,7 +195,7 @@ class PrefectRunSink:
             log.info("prefect run log: %s", type(exc).__name__)
 
     def catch_up(self) -> None:
-        """Log what other processes recorded after our last event (called as the run ends)."""
+        """Log what other processes recorded after our last event."""
         try:
             with self._lock:
                 self._catch_up(before=None)
@@ -113,13 +213,26 @@ class PrefectRunSink:
             if event.id <= self._last_id:
                 return
             self._last_id = event.id
-        if self._logger is None:
-            self._logger = run_logger()
-        self._logger.log(level_of(event), log_line(event), extra={"flow_run_id": self.flow_run_id})
+        _shipper.add(api_log(self.flow_run_id, event))
         if event.kind == Kind.FINDING and event.summary.startswith(VERDICT_PREFIX):
             from runbook.compiler.prefect_runs import create_artifact
 
             create_artifact(self.flow_run_id, "verdict", verdict_markdown(event), event.summary)
+
+
+def api_log(flow_run_id: str, event: Event) -> dict[str, Any]:
+    """One line of the flow run's log as the API takes it (the JSON of Prefect's ``LogCreate``)."""
+    message = log_line(event)
+    if len(message) > MAX_LINE_CHARS:
+        message = message[:MAX_LINE_CHARS] + "... [clipped; the runbook timeline has the whole event]"
+    return {
+        "name": RUN_LOGGER,
+        "level": level_of(event),
+        "message": message,
+        "timestamp": event.time.isoformat(),
+        "flow_run_id": flow_run_id,
+        "task_run_id": None,
+    }
 
 
 # -- Prefect's own lines for expected task failures ------------------------------------------------
