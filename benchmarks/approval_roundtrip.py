@@ -33,6 +33,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_runs import prefect_database  # the benchmarks folder is on the path, not a package
+
 SECRET = "bench-signing-secret-0123456789"
 PLAYBOOK = """
 name: bench-approval
@@ -212,6 +215,7 @@ def main() -> int:
         threads = bench.start_runs(waiting_n)
         rows = bench.paused(waiting_n)
         waiting_rss = rss_mb()
+        prefect_db = prefect_database(rows[-1].flow_run_id if rows else None)
         for row in rows:
             bench.click(row, "runbook_deny")
         for t in threads:
@@ -228,6 +232,8 @@ def main() -> int:
             {
                 "benchmark": "approval_roundtrip",
                 "approvals": len(latencies),
+                "prefect_api": os.environ.get("PREFECT_API_URL", ""),
+                "prefect_db": prefect_db,
                 "click_to_step_started_ms": {
                     "p50": round(1000 * statistics.median(latencies), 1),
                     "p95": pct(latencies, 95),

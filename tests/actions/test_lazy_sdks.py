@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 #: the SDKs a run pays for only when one of its steps calls that backend
 LAZY = ("kubernetes", "pdpyras", "slack_sdk", "prometheus_client")
@@ -44,3 +45,36 @@ def test_lazy_module_imports_on_first_use() -> None:
     )
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_a_run_imports_only_the_backends_its_playbook_uses(tmp_path: Path) -> None:
+    """The default registry imports ``runbook.actions.<backend>.actions`` on the first look-up of a
+    ``<backend>.…`` action: a playbook of ``core`` steps loads no RabbitMQ, PostgreSQL or Kafka
+    client (pika, psycopg, pglast, confluent_kafka stay out of the process); a misspelt action
+    still gets its suggestions, which need every name."""
+    playbook = tmp_path / "core-only.yaml"
+    playbook.write_text(
+        "name: core-only\ntitle: core only\nowner: test\nsteps:\n"
+        '  - {id: a, action: core.assert, with: {that: "{{ 1 == 1 }}"}}\n'
+    )
+    probe = (
+        "import json, sys\n"
+        "from runbook.runtime import cached_registry\n"
+        "from runbook.spec.loading import load_playbook\n"
+        "from runbook.spec.lint import lint_text\n"
+        "registry = cached_registry()\n"
+        f"load_playbook({str(playbook)!r}, registry)\n"
+        "heavy = ('pika', 'psycopg', 'pglast', 'confluent_kafka', 'redis', 'boto3')\n"
+        "before = [m for m in heavy if m in sys.modules]\n"
+        "bad = 'name: t\\ntitle: t\\nowner: o\\nsteps:\\n  - {id: a, action: rabbitmq.purg}\\n'\n"
+        "_, typo = lint_text(bad, 't.yaml', registry)\n"
+        "print(json.dumps({'before': before, 'after': [m for m in heavy if m in sys.modules],"
+        " 'typo': [str(p) for p in typo], 'actions': len(registry.names())}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen["before"] == [], f"a core-only playbook imported: {seen['before']}"
+    assert "pika" in seen["after"]  # listing every name loaded every backend
+    assert any("did you mean 'rabbitmq." in p for p in seen["typo"]), seen["typo"]
+    assert seen["actions"] > 60

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
@@ -159,10 +160,18 @@ def spec_from_function(fn: Callable[..., BaseModel]) -> ActionSpec:
 
 
 class ActionRegistry:
-    """A name → :class:`ActionSpec` map. Build one per engine; pass it where it is needed."""
+    """A name → :class:`ActionSpec` map. Build one per engine; pass it where it is needed.
+
+    A registry made by :meth:`lazy` imports a backend's module the first time one of its actions
+    is looked up: ``runbook run`` of a playbook that uses ``core`` and ``rabbitmq`` actions does not
+    import the Kafka, Kubernetes or PostgreSQL clients (their SDKs cost tenths of a second before
+    the first step). Listing every name (an unknown action's suggestions, ``runbook actions``)
+    imports them all."""
 
     def __init__(self, specs: Iterable[ActionSpec] = ()) -> None:
         self._specs: dict[str, ActionSpec] = {}
+        self._unloaded: dict[str, str] = {}  # backend -> module not imported yet
+        self._lock = threading.RLock()
         for spec in specs:
             self.add(spec)
 
@@ -170,15 +179,39 @@ class ActionRegistry:
     def from_modules(cls, modules: Iterable[str | types.ModuleType] = BUILTIN_MODULES) -> ActionRegistry:
         registry = cls()
         for module in modules:
-            mod = importlib.import_module(module) if isinstance(module, str) else module
-            for value in vars(mod).values():
-                if (
-                    callable(value)
-                    and hasattr(value, "__runbook_action__")
-                    and value.__module__ == mod.__name__
-                ):
-                    registry.register(value)
+            registry._load(module)
         return registry
+
+    @classmethod
+    def lazy(cls, modules: Iterable[str] = BUILTIN_MODULES) -> ActionRegistry:
+        """Each ``runbook.actions.<backend>.actions`` module imported when ``<backend>.…`` is first
+        looked up (a module of another shape is imported at once)."""
+        registry = cls()
+        for module in modules:
+            parts = module.split(".")
+            if len(parts) == 4 and parts[:2] == ["runbook", "actions"] and parts[3] == "actions":
+                registry._unloaded[parts[2]] = module
+            else:
+                registry._load(module)
+        return registry
+
+    def _load(self, module: str | types.ModuleType) -> None:
+        mod = importlib.import_module(module) if isinstance(module, str) else module
+        for value in vars(mod).values():
+            if callable(value) and hasattr(value, "__runbook_action__") and value.__module__ == mod.__name__:
+                self.register(value)
+
+    def _backend(self, name: str) -> None:
+        backend = name.split(".", 1)[0]
+        if backend in self._unloaded:
+            with self._lock:
+                module = self._unloaded.pop(backend, None)
+                if module is not None:
+                    self._load(module)
+
+    def _everything(self) -> None:
+        for backend in list(self._unloaded):
+            self._backend(backend)
 
     def register(self, fn: Callable[..., BaseModel]) -> ActionSpec:
         spec = spec_from_function(fn)
@@ -191,21 +224,28 @@ class ActionRegistry:
         self._specs[spec.name] = spec
 
     def get(self, name: str) -> ActionSpec | None:
+        self._backend(name)
         return self._specs.get(name)
 
     def __getitem__(self, name: str) -> ActionSpec:
+        self._backend(name)
         return self._specs[name]
 
     def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self._backend(name)
         return name in self._specs
 
     def __iter__(self) -> Iterator[ActionSpec]:
+        self._everything()
         return iter(sorted(self._specs.values(), key=lambda s: s.name))
 
     def __len__(self) -> int:
+        self._everything()
         return len(self._specs)
 
     def names(self) -> list[str]:
+        self._everything()
         return sorted(self._specs)
 
 
@@ -224,5 +264,5 @@ def describe(spec: ActionSpec, ctx: ActionContext, params: dict[str, Any] | Base
 
 
 def default_registry() -> ActionRegistry:
-    """A fresh registry with every built-in action."""
-    return ActionRegistry.from_modules(BUILTIN_MODULES)
+    """A fresh registry with every built-in action (each backend's module imported on first use)."""
+    return ActionRegistry.lazy(BUILTIN_MODULES)
