@@ -171,10 +171,13 @@ def test_huge_outputs_fail_quickly_with_a_clear_message(text: str) -> None:
     ctx = context()
     before = snapshot(ctx)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.monotonic()
+    # CPU seconds of this thread, not wall time: the claim is that the sandbox stops the work early,
+    # and wall time also counts the other test processes sharing the machine's two cores (a clean-
+    # clone run measured 2.04 s wall for a render that takes 0.74 s alone)
+    start = time.thread_time()
     with pytest.raises(ExpressionError, match="output too large"):
         render_value(text, ctx)
-    assert time.monotonic() - start < 2.0
+    assert time.thread_time() - start < 2.0
     # peak memory grew by well under what any of these would have built (>= 300 MB)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 64 * 1024  # KiB
     assert snapshot(ctx) == before
