@@ -2,7 +2,8 @@
 against the Prefect API behind a loopback fault proxy (503s, stalls past the client timeout, resets).
 
 Prints one JSON line: runs by kind, how many reached their right end state, destructive (manual)
-steps started exactly once, complete timelines, faults injected. ``--small`` is the CI size (4 runs).
+steps started exactly once, complete timelines, runs whose every timeline event reached the flow
+run's Prefect log, faults injected. ``--small`` is the CI size (4 runs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ os.environ["PREFECT_API_REQUEST_TIMEOUT"] = os.environ.get("PREFECT_API_REQUEST_
 
 def main() -> None:
     from runbook_devtools.faultproxy import FaultProxy
-    from runbook_devtools.prefect_chaos import run_suite
+    from runbook_devtools.prefect_chaos import missing_log_lines, run_suite, suite_database_url
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true")
@@ -36,6 +37,9 @@ def main() -> None:
     ):
         outcomes = run_suite(proxy.url, Path(tmp), rounds=rounds, parallel=args.parallel)
         counts = dict(proxy.counts)
+        url = suite_database_url(Path(tmp))
+        api = os.environ["PREFECT_API_URL"]
+        logs_complete = sum(not missing_log_lines(api, o.run_id, url) for o in outcomes if o.run_id)
     gated = [o for o in outcomes if o.kind == "gated"]
     print(
         json.dumps(
@@ -49,6 +53,7 @@ def main() -> None:
                 "gated_step_started_exactly_once": sum(o.manual_started == 1 for o in gated),
                 "gated_runs": len(gated),
                 "complete_timelines": sum(o.complete_timeline for o in outcomes),
+                "complete_prefect_logs": logs_complete,
                 "runs_with_prefect_notes": sum(o.prefect_notes > 0 for o in outcomes),
                 "failed": [(o.kind, o.status, o.stderr_tail[-200:]) for o in outcomes if not o.ok],
                 "proxy": counts,

@@ -7,13 +7,11 @@ log is posted in batches that wait and retry while Prefect is away). CI size her
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import httpx
 import pytest
 from runbook_devtools.faultproxy import FaultProxy
-from runbook_devtools.prefect_chaos import run_suite
+from runbook_devtools.prefect_chaos import missing_log_lines, run_suite, suite_database_url
 
 
 def test_runs_under_ten_percent_prefect_faults(
@@ -29,20 +27,7 @@ def test_runs_under_ten_percent_prefect_faults(
     assert not bad, [(o.kind, o.status, o.succeeded, o.complete_timeline, o.stderr_tail) for o in bad]
     assert {o.kind: o.exit_code for o in outcomes} == {"plain": 0, "gated": 0, "retries": 0, "finally": 1}
 
-    missing = {o.kind: _missing_log_lines(prefect_server, o.run_id, tmp_path) for o in outcomes if o.run_id}
+    url = suite_database_url(tmp_path)
+    missing = {o.kind: missing_log_lines(prefect_server, o.run_id, url) for o in outcomes if o.run_id}
     assert not any(missing.values()), missing
 
-
-def _missing_log_lines(api: str, run_id: str, workdir: Path) -> list[str]:
-    """Timeline events of the run (up to its end) that are not a line of its Prefect log."""
-    from runbook.compiler.prefect_log import RUN_LOGGER, log_line
-    from runbook.store.schema import open_database
-    from runbook.store.timeline import TimelineStore
-
-    url = os.environ.get("RUNBOOK_DATABASE_URL") or f"sqlite:///{workdir / 'runbook.db'}"
-    events = TimelineStore(open_database(url)).events(run_id)
-    end = next(i for i, e in enumerate(events) if e.kind == "run.finished")
-    body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200, "sort": "TIMESTAMP_ASC"}
-    logs = httpx.post(f"{api}/logs/filter", json=body, timeout=10).json()
-    lines = {x["message"] for x in logs if x["name"] == RUN_LOGGER}
-    return [log_line(e) for e in events[: end + 1] if log_line(e) not in lines]

@@ -205,7 +205,7 @@ def run_suite(
         {
             "PREFECT_API_URL": prefect_url,
             "RUNBOOK_APPROVERS": str(workdir / "approvers.yaml"),
-            "RUNBOOK_DATABASE_URL": env.get("RUNBOOK_DATABASE_URL") or f"sqlite:///{workdir / 'runbook.db'}",
+            "RUNBOOK_DATABASE_URL": suite_database_url(workdir),
             "RUNBOOK_HOME": str(workdir / "home"),
             "PREFECT_LOGGING_LEVEL": "ERROR",
         }
@@ -216,6 +216,34 @@ def run_suite(
     jobs = [kind for _ in range(rounds) for kind in PLAYBOOKS]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(lambda kind: _one(kind, paths[kind], env, store, timeout), jobs))
+
+
+def missing_log_lines(api: str, run_id: str, database_url: str) -> list[str]:
+    """Timeline events of the run (up to its end) that are not a line of its flow run's log on the
+    Prefect server at ``api`` (read directly, not through the fault proxy)."""
+    import httpx
+
+    from runbook.compiler.prefect_log import RUN_LOGGER, log_line
+    from runbook.store.schema import open_database
+    from runbook.store.timeline import TimelineStore
+
+    events = TimelineStore(open_database(database_url)).events(run_id)
+    end = next((i for i, e in enumerate(events) if e.kind == "run.finished"), len(events) - 1)
+    lines: set[str] = set()
+    offset = 0
+    while True:
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200, "offset": offset}
+        page = httpx.post(f"{api.rstrip('/')}/logs/filter", json=body, timeout=10).json()
+        lines.update(x["message"] for x in page if x["name"] == RUN_LOGGER)
+        if len(page) < 200:
+            break
+        offset += 200
+    return [log_line(e) for e in events[: end + 1] if log_line(e) not in lines]
+
+
+def suite_database_url(workdir: Path) -> str:
+    """The runbook store :func:`run_suite` uses for ``workdir``."""
+    return os.environ.get("RUNBOOK_DATABASE_URL") or f"sqlite:///{workdir / 'runbook.db'}"
 
 
 def _login() -> str:
