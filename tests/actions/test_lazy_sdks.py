@@ -78,3 +78,26 @@ def test_a_run_imports_only_the_backends_its_playbook_uses(tmp_path: Path) -> No
     assert "pika" in seen["after"]  # listing every name loaded every backend
     assert any("did you mean 'rabbitmq." in p for p in seen["typo"]), seen["typo"]
     assert seen["actions"] > 60
+
+
+def test_concurrent_first_look_ups_all_find_the_action() -> None:
+    """The gateway looks actions up from several threads: one that arrives while another thread is
+    still importing that backend waits for it, never sees the action as unknown."""
+    probe = (
+        "import json, threading\n"
+        "from runbook.actions.registry import default_registry\n"
+        "registry = default_registry()\n"
+        "start = threading.Barrier(8)\n"
+        "found = []\n"
+        "def look():\n"
+        "    start.wait()\n"
+        "    found.append(registry.get('kubernetes.rollout_restart') is not None)\n"
+        "threads = [threading.Thread(target=look) for _ in range(8)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print(json.dumps(found))\n"
+    )
+    for _ in range(3):
+        res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert json.loads(res.stdout.strip().splitlines()[-1]) == [True] * 8

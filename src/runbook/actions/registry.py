@@ -205,9 +205,12 @@ class ActionRegistry:
         backend = name.split(".", 1)[0]
         if backend in self._unloaded:
             with self._lock:
-                module = self._unloaded.pop(backend, None)
+                module = self._unloaded.get(backend)
                 if module is not None:
                     self._load(module)
+                    # only now: another thread that found the backend unloaded waits on the lock
+                    # instead of looking up a half-registered backend and calling its action unknown
+                    del self._unloaded[backend]
 
     def _everything(self) -> None:
         for backend in list(self._unloaded):
