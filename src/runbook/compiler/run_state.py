@@ -138,14 +138,13 @@ class RunState:
         self.playbook = playbook
         self.opts = opts
         self.rec = rec
-        self.outputs: dict[str, Any] = _Outputs()
+        self.outputs: dict[str, Any] = {}
         self.statuses: dict[str, str] = {}
         self.last_error: str | None = None
         self.started_at = datetime.now(UTC).isoformat()
         # the expression view of each value, built once: a step's context is asked for several
         # times per step, and re-wrapping every earlier output made a 200-step run quadratic
         self._views: dict[str, tuple[Any, Any]] = {}
-        self._step_views: dict[str, Any] = {}
 
     def skip(self, step_id: str, why: str) -> None:
         self.outputs[step_id] = Skipped(step_id, why)
@@ -161,20 +160,10 @@ class RunState:
         self._views[key] = (value, view)
         return view
 
-    def _steps(self) -> dict[str, Any]:
-        """The views of every output, kept up to date one changed output at a time: rebuilding
-        the whole map for each step made a long playbook quadratic (200 steps: 40,000 look-ups)."""
-        outputs = self.outputs
-        assert isinstance(outputs, _Outputs)
-        for key in outputs.changed:
-            self._step_views[key] = self._view(key, outputs[key])
-        outputs.changed.clear()
-        return self._step_views
-
     def context(self) -> dict[str, Any]:
         return {
             "params": self._view("\0params", self.opts.params),
-            "steps": StepsView(self._steps()),
+            "steps": StepsView({k: self._view(k, v) for k, v in self.outputs.items()}),
             "incident": self._view("\0incident", self.opts.incident or {}),
             "run": {
                 "id": self.opts.run_id,
@@ -196,18 +185,6 @@ class RunState:
             ran = [s for s, o in self.outputs.items() if not isinstance(o, Skipped) and not o.get("failed")]
             ids = ran[-5:]
         return {i: self.outputs[i].get("summary", "") for i in ids}
-
-
-class _Outputs(dict):  # type: ignore[type-arg]
-    """The run's step outputs; remembers which were set since the context was last built."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed: dict[str, None] = {}  # insertion-ordered set
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.changed[key] = None
 
 
 class StepsView(Obj):
