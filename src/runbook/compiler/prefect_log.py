@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from runbook.core.events import Event, Kind
@@ -25,27 +26,11 @@ from runbook.store.timeline import TimelineStore
 
 log = logging.getLogger("runbook.prefect")
 
-#: the logger whose records go to the Prefect API as the flow run's log (never to the console:
-#: the console already has the timeline through its own sink)
+#: the logger name of the flow run's log lines runbook writes (the timeline, how to decide on a
+#: waiting step); they go to the Prefect API only, never to the console, which has its own sink
 RUN_LOGGER = "runbook.run"
 VERDICT_PREFIX = "Root cause:"
 WARNING_KINDS = {Kind.APPROVAL_DENIED, Kind.APPROVAL_EXPIRED, Kind.APPROVAL_VOIDED, Kind.APPROVAL_REFUSED}
-
-_logger_lock = threading.Lock()
-
-
-def run_logger() -> logging.Logger:
-    """``runbook.run``: INFO and up, to the Prefect API only (the handler Prefect's run loggers use)."""
-    logger = logging.getLogger(RUN_LOGGER)
-    with _logger_lock:
-        if not getattr(logger, "_runbook_ready", False):
-            from prefect.logging.handlers import APILogHandler
-
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
-            logger.addHandler(APILogHandler())
-            logger._runbook_ready = True  # type: ignore[attr-defined]
-    return logger
 
 
 def level_of(event: Event) -> int:
@@ -105,14 +90,12 @@ class _RunLogShipper:
         self._idle = threading.Condition(self._lock)
         self._in_flight: list[dict[str, Any]] = []
         self._thread: threading.Thread | None = None
-        self.dropped = 0
 
     def add(self, line: dict[str, Any]) -> None:
         with self._lock:
             self._lines.append(line)
             if len(self._lines) > SHIP_BACKLOG_LINES:
                 del self._lines[: len(self._lines) - SHIP_BACKLOG_LINES]
-                self.dropped += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="prefect-run-log", daemon=True)
                 self._thread.start()
@@ -171,6 +154,22 @@ class _RunLogShipper:
 _shipper = _RunLogShipper()
 
 
+def post_run_log(flow_run_id: str, level: int, message: str, at: datetime | None = None) -> None:
+    """One line of the flow run's log, posted with the next batch."""
+    if len(message) > MAX_LINE_CHARS:
+        message = message[:MAX_LINE_CHARS] + "... [clipped; the runbook timeline has the whole event]"
+    _shipper.add(
+        {
+            "name": RUN_LOGGER,
+            "level": level,
+            "message": message,
+            "timestamp": (at or datetime.now(UTC)).isoformat(),
+            "flow_run_id": flow_run_id,
+            "task_run_id": None,
+        }
+    )
+
+
 def flush_run_log(flow_run_id: str, timeout: float = 10.0) -> bool:
     """Wait (bounded) until every timeline line of that run has reached Prefect's log."""
     return _shipper.flush(flow_run_id, timeout)
@@ -213,26 +212,11 @@ class PrefectRunSink:
             if event.id <= self._last_id:
                 return
             self._last_id = event.id
-        _shipper.add(api_log(self.flow_run_id, event))
+        post_run_log(self.flow_run_id, level_of(event), log_line(event), event.time)
         if event.kind == Kind.FINDING and event.summary.startswith(VERDICT_PREFIX):
             from runbook.compiler.prefect_runs import create_artifact
 
             create_artifact(self.flow_run_id, "verdict", verdict_markdown(event), event.summary)
-
-
-def api_log(flow_run_id: str, event: Event) -> dict[str, Any]:
-    """One line of the flow run's log as the API takes it (the JSON of Prefect's ``LogCreate``)."""
-    message = log_line(event)
-    if len(message) > MAX_LINE_CHARS:
-        message = message[:MAX_LINE_CHARS] + "... [clipped; the runbook timeline has the whole event]"
-    return {
-        "name": RUN_LOGGER,
-        "level": level_of(event),
-        "message": message,
-        "timestamp": event.time.isoformat(),
-        "flow_run_id": flow_run_id,
-        "task_run_id": None,
-    }
 
 
 # -- Prefect's own lines for expected task failures ------------------------------------------------

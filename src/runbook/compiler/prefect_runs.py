@@ -289,13 +289,10 @@ class PrefectPauser:
     def _announce(flow_run_id: str, request_id: int, description: str, message: str) -> None:
         """Once per request: how to decide, as a line of the run's log, and the request as an
         ``approval-<request>`` artifact."""
-        from runbook.compiler.prefect_log import run_logger
+        from runbook.compiler.prefect_log import post_run_log
 
         if message:
-            try:
-                run_logger().info(message, extra={"flow_run_id": flow_run_id})
-            except Exception as exc:  # noqa: BLE001 - the log is a mirror
-                log.info("pause log line: %s", type(exc).__name__)
+            post_run_log(flow_run_id, logging.INFO, message)
         if description:
             title = description.splitlines()[0].lstrip("# ").strip()
             create_artifact(flow_run_id, f"approval-{request_id}", description, title)
