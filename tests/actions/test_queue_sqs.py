@@ -260,6 +260,51 @@ def test_the_rest_goes_back_by_start_message_move_task_where_the_server_has_it(b
     )
 
 
+def test_a_message_dead_lettered_between_two_reads_is_never_a_completion(bench, registry, sqs) -> None:
+    """The queue and its DLQ are two reads. Every message dead-letters right after the window's
+    first read of the queue and before any read of the DLQ (a consumer failing them all at the
+    moment the triage starts): nothing was completed, and all 20 failed. Read in the same order
+    at the start as at every poll, the baseline held the DLQ's 20 and the queue's 20, and the
+    window called the 20 drops completions."""
+    q = queues(bench, max_receive_count=1)
+    bench.send(q["queue"], 20)
+    url = bench.url(q["queue"])
+    held: list[str] = []  # every message received once, then visible again: the next receive dead-letters it
+    for _ in range(20):
+        if len(held) == 20:
+            break
+        got = bench.client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)
+        held += [m["ReceiptHandle"] for m in got.get("Messages", [])]
+    for handle in held:
+        bench.client.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    ctx = ctx_of(sqs)
+    state: dict[str, Any] = {"queue_read": False, "moved": 0}
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        body = json.loads(params["body"] or "{}")
+        state["queue_read"] = body.get("QueueUrl") == url and "ApproximateNumberOfMessages" in (
+            body.get("AttributeNames") or []
+        )
+
+    def after(**_: Any) -> None:
+        if state["queue_read"] and not state["moved"]:
+            bench.client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+            state["moved"] = 20 - sum(
+                int(v)
+                for v in bench.client.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+                )["Attributes"].values()
+            )
+
+    events = sqs_of(ctx).client.meta.events
+    events.register("before-call.sqs.GetQueueAttributes", before)
+    events.register("after-call.sqs.GetQueueAttributes", after)
+    progress = invoke(registry["queue.progress"], ctx, {**q, "window": 1}).model_dump()
+    assert state["moved"] == 20  # the move happened, inside the window's reads
+    assert (progress["completed"], progress["failed"]) == (0, 20), progress
+    assert progress["verdict"] == "stalled" and progress["depth_after"] == 0  # was "draining"
+
+
 def test_progress_counts_dead_lettering_as_failed_not_completed(bench, registry, sqs) -> None:
     q = queues(bench, max_receive_count=1)
     bench.send(q["queue"], 20)

@@ -18,7 +18,10 @@ What SQS can and cannot tell, and what each answer rests on:
   the sum of depth rises, delivered = the larger of the sum of rises of NotVisible and the
   completions plus failures (a message is received before it is deleted or dead-lettered).
   Redeliveries cannot be seen without receiving: always 0, so a retry storm on SQS
-  shows in the sample's receive counts, not in the progress ratio.
+  shows in the sample's receive counts, not in the progress ratio. The queue and its DLQ are two
+  reads, never one snapshot; the baseline reads the DLQ first and every later poll the queue
+  first, so a message dead-lettered between two reads can count as a failure but never as a
+  completion.
 * **Sample**: SQS has no peek; a look is a ReceiveMessage, which adds one to
   ``ApproximateReceiveCount``. The sample holds what it received (a visibility timeout of at most
   a minute, so nothing is lost if the run dies), gives every message back at once (visibility 0)
@@ -113,13 +116,24 @@ class SQS:
         url = queue_url(sqs, target.queue)
         dlq = dead_letter(sqs, attributes(sqs, url, ["RedrivePolicy"]), None)
 
-        def read() -> tuple[int, int, int]:
+        def read_queue() -> tuple[int, int]:
             visible, hidden, delayed = counts(attributes(sqs, url, COUNT_ATTRIBUTES))
-            dead = sum(counts(attributes(sqs, dlq.url, COUNT_ATTRIBUTES))[:2]) if dlq else 0
-            return visible + hidden + delayed, hidden, dead
+            return visible + hidden + delayed, hidden
+
+        def read_dead() -> int:
+            return sum(counts(attributes(sqs, dlq.url, COUNT_ATTRIBUTES))[:2]) if dlq else 0
+
+        def read() -> tuple[int, int, int]:
+            # the queue first, its DLQ second: a message dead-lettered between the two reads shows
+            # as a failure now and its drop at the next read - never a drop without its failure
+            return (*read_queue(), read_dead())
 
         start = time.time()
-        depth0, hidden0, dead0 = read()
+        # The baseline in the other order, DLQ first: read queue-first, a message dead-lettered
+        # between the two reads would be in the DLQ's baseline (its failure never counted) and
+        # not in the queue's (its drop counted): one completion that never happened per such move.
+        dead0 = read_dead()
+        depth0, hidden0 = read_queue()
         depth, hidden, dead = depth0, hidden0, dead0
         drops = published = rises = failed = 0
         end = time.monotonic() + seconds
