@@ -4,10 +4,15 @@ thread on a loopback Slack API (real slack_sdk), and signed clicks through the g
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals
 from runbook.slack.blocks import ApprovalAction
+from runbook.store.database import StoreError
 from tests.approvals.conftest import SlackDesk, wait_until
 from tests.approvals.helpers import HEAD, kinds
 from tests.support.slack_api import SlackAPI
@@ -258,3 +263,42 @@ def test_incident_channel_is_created_for_the_run(desk: SlackDesk) -> None:
         ),
         what="every event in the incident channel",
     )
+
+
+def test_a_decision_never_stands_without_its_timeline_event(desk: SlackDesk) -> None:
+    """The decision and its ``approval.approved`` commit together. The waiting run goes on the moment
+    it sees a decision, so one committed before its event let the step start ahead of its approval
+    in the timeline (seen in CI), and one whose event then failed to write let the step run with no
+    approval in the timeline at all. Here the store refuses the event: the decision must not stand,
+    the run keeps waiting, and the next click decides with the event first."""
+    out = desk.tmp_path / "executed"
+    run = desk.start(gated(out), run_id="run-atomic")
+    value = button_value(desk.slack)
+    (row,) = desk.approvals.store.pending()
+    db = desk.timeline.db
+    assert not db.is_postgres  # SQLite's RAISE stands in for a store that refuses the write
+    db.execute(
+        "CREATE TRIGGER refuse_approved BEFORE INSERT ON runbook_events WHEN NEW.kind = 'approval.approved'"
+        " BEGIN SELECT RAISE(ABORT, 'the store refused the event'); END"
+    )
+    with pytest.raises(StoreError, match="refused the event"):
+        desk.approvals.vote(row, Identity(slack="U0ALICE"), approve=True, reason="first", channel="slack")
+    # through Slack: the clicker is told nothing was decided, and why
+    r = desk.click("U0ALICE", ApprovalAction.APPROVE, value, reason="first click")
+    assert r.status_code == 200 and r.json()["state"] == "error" and not r.json()["ok"]
+    told = desk.slack.wait_for("chat.postEphemeral", where=lambda c: c["args"].get("user") == "U0ALICE")
+    assert "Not recorded" in told[-1]["args"]["text"] and "refused the event" in told[-1]["args"]["text"]
+    fresh = desk.approvals.store.get(row.id)
+    assert fresh is not None and fresh.status == "pending" and not desk.approvals.store.votes(row.id)
+    time.sleep(0.3)  # the run's watcher polls every 50 ms: a committed decision would start the step
+    assert not out.exists() and ("step.started", "purge") not in kinds(desk.timeline, "run-atomic")
+
+    db.execute("DROP TRIGGER refuse_approved")
+    r = desk.click("U0ALICE", ApprovalAction.APPROVE, value, reason="second")
+    assert r.status_code == 200 and r.json()["state"] == "decided"
+    assert run.join().status == "completed" and out.read_text().splitlines() == ["purged"]
+    seen = kinds(desk.timeline, "run-atomic")
+    assert seen.count(("approval.approved", "purge")) == 1
+    assert seen.index(("approval.approved", "purge")) < seen.index(("step.started", "purge"))
+    (approved,) = [e for e in desk.timeline.events("run-atomic") if e.kind == "approval.approved"]
+    assert approved.details["reason"] == "second"

@@ -73,11 +73,16 @@ class Approvals:
         self.pauser: RunPauser = pauser or NoPauser()
 
     # -- timeline ------------------------------------------------------------------------------
-    def recorder_for(self, run_id: str) -> Recorder:
+    def recorder_for(self, run_id: str) -> TimelineRecorder:
         """A recorder for a run this process does not execute (gateway, CLI): store + Slack thread."""
         run = self.timeline.get_run(run_id) or {}
         sinks: list[Sink] = list(self._sinks_for(run_id)) if self._sinks_for is not None else []
         return TimelineRecorder(self.timeline, run_id, incident_id=run.get("incident_id"), sinks=sinks)
+
+    def _recorder(self, run_id: str, given: Recorder | None) -> TimelineRecorder:
+        """The recorder that writes a decision's event inside the decision's own transaction: the
+        run's own (its console and Slack sinks) when it is one, else one for the run."""
+        return given if isinstance(given, TimelineRecorder) else self.recorder_for(run_id)
 
     @staticmethod
     def details(row: RequestRow, **extra: Any) -> dict[str, Any]:
@@ -118,57 +123,67 @@ class Approvals:
         ):
             why = f"a {channel} decision must carry a {channel} identity (got {who.label()})"
             return self.refuse(row, who.label(), why, channel, recorder)
-        rec = recorder or self.recorder_for(row.run_id)
+        rec = self._recorder(row.run_id, recorder)
         if row.status == ApprovalStatus.PENDING and row.expires_at <= datetime.now(UTC):
             self.expire(row, rec)
             return VoteResult(False, f"{row.request.step_title}: the approval request expired", "closed", row)
         verdict = self.policy.get().check(row.request, who)
         if not verdict.allowed:
             return self.refuse(row, verdict.person or who.label(), verdict.why, channel, rec)
-        out = self.store.vote(row.id, verdict.person, approve, reason, channel, row.plan_hash)
         step = row.request.step_title
-        if out.result == "closed":
+        # The decision and its timeline event commit in one transaction: the waiting run goes on as
+        # soon as it sees the decision, so a decision visible before its event would let the step
+        # start ahead of its approval in the timeline - or with none at all, had the event's write
+        # failed after the decision's commit.
+        with rec.decision_write() as write:
+            out = self.store.vote(
+                row.id, verdict.person, approve, reason, channel, row.plan_hash, cur=write.cur
+            )
             fresh = out.row
+            n = len({v["approver"] for v in out.votes if v["vote"] == "approve"})
+            need = row.request.min_approvals
+            if out.result == "counted":
+                write.emit(
+                    Kind.NOTE,
+                    f"{step}: approved by {verdict.person} ({n} of {need} approvals needed)",
+                    step_id=row.step_id,
+                    actor=verdict.person,
+                    details=self.details(
+                        row,
+                        vote="approve",
+                        reason=reason,
+                        channel=channel,
+                        partial=True,
+                        approvals=n,
+                        needed=need,
+                    ),
+                )
+            elif out.result == "decided":
+                approved = fresh.status == ApprovalStatus.APPROVED
+                why = f" — {reason}" if reason else ""
+                write.emit(
+                    Kind.APPROVAL_APPROVED if approved else Kind.APPROVAL_DENIED,
+                    f"{step}: {fresh.status} by {fresh.decided_by}{why} (plan {short(row.plan_hash)})",
+                    step_id=row.step_id,
+                    actor=verdict.person,
+                    details=self.details(
+                        fresh,
+                        reason=reason,
+                        channel=channel,
+                        approvers=fresh.decided_by,
+                        decided_at=fresh.decided_at.isoformat() if fresh.decided_at else None,
+                    ),
+                )
+        if out.result == "closed":
             what = f"already {fresh.status}" + (f" by {fresh.decided_by}" if fresh.decided_by else "")
             return VoteResult(False, f"{step}: {what}; nothing changed", "closed", fresh)
         if out.result == "duplicate":
-            text = f"{step}: your vote was already recorded; nothing changed"
-            return VoteResult(True, text, "duplicate", out.row)
-        verb = "approve" if approve else "deny"
-        if out.result == "counted":
-            n = len({v["approver"] for v in out.votes if v["vote"] == "approve"})
-            need = row.request.min_approvals
-            rec.emit(
-                Kind.NOTE,
-                f"{step}: approved by {verdict.person} ({n} of {need} approvals needed)",
-                step_id=row.step_id,
-                actor=verdict.person,
-                details=self.details(
-                    row, vote=verb, reason=reason, channel=channel, partial=True, approvals=n, needed=need
-                ),
-            )
             return VoteResult(
-                True,
-                f"{step}: your approval is recorded ({n} of {need}); waiting for {need - n} more",
-                "counted",
-                out.row,
+                True, f"{step}: your vote was already recorded; nothing changed", "duplicate", fresh
             )
-        fresh = out.row
-        kind = Kind.APPROVAL_APPROVED if fresh.status == ApprovalStatus.APPROVED else Kind.APPROVAL_DENIED
-        why = f" — {reason}" if reason else ""
-        rec.emit(
-            kind,
-            f"{step}: {fresh.status} by {fresh.decided_by}{why} (plan {short(row.plan_hash)})",
-            step_id=row.step_id,
-            actor=verdict.person,
-            details=self.details(
-                fresh,
-                reason=reason,
-                channel=channel,
-                approvers=fresh.decided_by,
-                decided_at=fresh.decided_at.isoformat() if fresh.decided_at else None,
-            ),
-        )
+        if out.result == "counted":
+            text = f"{step}: your approval is recorded ({n} of {need}); waiting for {need - n} more"
+            return VoteResult(True, text, "counted", fresh)
         if resume_now:
             self.nudge(fresh)
         return VoteResult(True, f"{step}: {fresh.status} by {fresh.decided_by}", "decided", fresh)
@@ -189,17 +204,18 @@ class Approvals:
     def expire(self, row: RequestRow, recorder: Recorder | None = None) -> RequestRow | None:
         """Undecided at its timeout: a denial, recorded once whoever notices first."""
         reason = f"nobody decided within {format_duration(row.request.timeout_seconds)}"
-        closed = self.store.close(row.id, ApprovalStatus.EXPIRED, reason)
+        with self._recorder(row.run_id, recorder).decision_write() as write:  # as in vote
+            closed = self.store.close(row.id, ApprovalStatus.EXPIRED, reason, cur=write.cur)
+            if closed is not None:
+                write.emit(
+                    Kind.APPROVAL_EXPIRED,
+                    f"{row.request.step_title}: approval expired — {reason}; treated as denied",
+                    step_id=row.step_id,
+                    actor="runbook",
+                    details=self.details(closed, reason=reason),
+                )
         if closed is None:
             return None
-        rec = recorder or self.recorder_for(row.run_id)
-        rec.emit(
-            Kind.APPROVAL_EXPIRED,
-            f"{row.request.step_title}: approval expired — {reason}; treated as denied",
-            step_id=row.step_id,
-            actor="runbook",
-            details=self.details(closed, reason=reason),
-        )
         self.nudge(closed)
         return closed
 

@@ -25,10 +25,12 @@ from fastapi.responses import JSONResponse, Response
 
 from runbook.approvals.policy import Identity
 from runbook.approvals.service import Approvals, VoteResult
+from runbook.core.redact import redact
 from runbook.gateway.bodies import BodyTooLarge, read_limited
 from runbook.slack.blocks import REASON_ACTION, REASON_BLOCK, ApprovalAction, shown_whole
 from runbook.slack.client import signature_problem
 from runbook.slack.text import escape
+from runbook.store.database import StoreError
 from runbook.store.slack import SlackStore
 
 log = logging.getLogger("runbook.gateway.slack")
@@ -108,16 +110,21 @@ def _identity(approvals: Approvals, user: dict[str, Any], team: str | None) -> I
     return Identity(slack=slack_id, email=email, team=team)
 
 
+def _where(payload: dict[str, Any]) -> dict[str, Any]:
+    """The channel and user an ephemeral answer to this click goes to."""
+    return {
+        "channel": (payload.get("container") or {}).get("channel_id")
+        or (payload.get("channel") or {}).get("id"),
+        "user": (payload.get("user") or {}).get("id"),
+    }
+
+
 def decide(approvals: Approvals, payload: dict[str, Any]) -> tuple[VoteResult | None, dict[str, Any]]:
     """Apply one block_actions click; returns the result and where to tell the clicker."""
     actions = payload.get("actions") or []
     action = next((a for a in actions if a.get("action_id") in set(ApprovalAction)), None)
     user = payload.get("user") or {}
-    where = {
-        "channel": (payload.get("container") or {}).get("channel_id")
-        or (payload.get("channel") or {}).get("id"),
-        "user": user.get("id"),
-    }
+    where = _where(payload)
     if payload.get("type") != "block_actions" or action is None:
         return None, where  # e.g. typing in the reason field: nothing to decide
     request_id, _, digest = str(action.get("value") or "").partition(":")
@@ -190,7 +197,13 @@ async def slack_interactions(
         payload = json.loads(parse_qs(body.decode("utf-8"), strict_parsing=False)["payload"][0])
     except (KeyError, IndexError, ValueError, UnicodeDecodeError):
         return JSONResponse({"error": "expected form field 'payload' with JSON"}, status_code=400)
-    result, where = await run_in_threadpool(decide, approvals, payload)
+    try:
+        result, where = await run_in_threadpool(decide, approvals, payload)
+    except StoreError as exc:  # the decision and its record commit together or not at all
+        log.warning("slack interaction not recorded: %s", exc)
+        why = redact(str(exc))[:200]
+        text = f"Not recorded: the runbook store could not take it ({why}). Nothing was decided; click again."
+        result, where = VoteResult(False, text, "error"), _where(payload)
     background.add_task(_after, approvals, where, result)
     if result is None:
         return Response(status_code=200)

@@ -18,7 +18,7 @@ from runbook.core.clock import parse_ts, ts
 from runbook.core.gate import Decision, GateRequest
 from runbook.core.redact import redact, redact_data
 from runbook.core.states import FINAL_APPROVALS, ApprovalStatus
-from runbook.store.database import Database, IntegrityConflict
+from runbook.store.database import Cursor, Database, IntegrityConflict
 
 #: this module's tables (assembled with the others in runbook.store.schema)
 SCHEMA: tuple[str, ...] = (
@@ -226,48 +226,68 @@ class ApprovalStore:
 
     # -- decisions -----------------------------------------------------------------------------
     def vote(
-        self, request_id: int, approver: str, approve: bool, reason: str | None, channel: str, plan_hash: str
+        self,
+        request_id: int,
+        approver: str,
+        approve: bool,
+        reason: str | None,
+        channel: str,
+        plan_hash: str,
+        *,
+        cur: Cursor | None = None,
     ) -> VoteOutcome:
         """Record one authorised vote and settle the request if it now has its answer.
 
         One transaction: read the request (row-locked on PostgreSQL; SQLite's BEGIN IMMEDIATE already
-        serialises writers), insert the vote, count, compare-and-set the status."""
+        serialises writers), insert the vote, count, compare-and-set the status. With ``cur``, the
+        caller's transaction: the decision and its timeline event commit together, so no reader -
+        the waiting run above all - ever sees a decision whose record is not there yet."""
+        if cur is None:
+            with self.db.transaction() as own:
+                return self._vote(own, request_id, approver, approve, reason, channel, plan_hash)
+        return self._vote(cur, request_id, approver, approve, reason, channel, plan_hash)
+
+    def _vote(
+        self,
+        cur: Cursor,
+        request_id: int,
+        approver: str,
+        approve: bool,
+        reason: str | None,
+        channel: str,
+        plan_hash: str,
+    ) -> VoteOutcome:
         now = ts()
         reason = redact(reason) if reason else None
-        with self.db.transaction() as cur:
-            lock = " FOR UPDATE" if self.db.is_postgres else ""
-            rows = cur.query(
-                f"SELECT * FROM runbook_approval_requests WHERE id = ?{lock}", (int(request_id),)
-            )
-            row = _row(rows[0])
-            if row.status != PENDING or row.expires_at <= datetime.now(UTC):
-                return VoteOutcome("closed", row, [])
-            try:
-                cur.execute(
-                    "INSERT INTO runbook_approval_votes (request_id, approver, vote, time, reason, plan_hash,"
-                    " channel) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (row.id, approver, "approve" if approve else "deny", now, reason, plan_hash, channel),
-                )
-            except IntegrityConflict:
-                return VoteOutcome("duplicate", row, [])
-            votes = cur.query(
-                "SELECT * FROM runbook_approval_votes WHERE request_id = ? ORDER BY time", (row.id,)
-            )
-            approvals = {v["approver"] for v in votes if v["vote"] == "approve"}
-            status = (
-                "denied"
-                if not approve
-                else ("approved" if len(approvals) >= row.request.min_approvals else None)
-            )
-            if status is None:
-                return VoteOutcome("counted", row, votes)
-            who = approver if status == "denied" else ", ".join(sorted(approvals))
+        lock = " FOR UPDATE" if self.db.is_postgres else ""
+        rows = cur.query(f"SELECT * FROM runbook_approval_requests WHERE id = ?{lock}", (int(request_id),))
+        row = _row(rows[0])
+        if row.status != PENDING or row.expires_at <= datetime.now(UTC):
+            return VoteOutcome("closed", row, [])
+        try:
             cur.execute(
-                "UPDATE runbook_approval_requests SET status = ?, decided_at = ?, decided_by = ?, reason = ?,"
-                " channel = ? WHERE id = ? AND status = ?",
-                (status, now, who, reason, channel, row.id, PENDING),
+                "INSERT INTO runbook_approval_votes (request_id, approver, vote, time, reason, plan_hash,"
+                " channel) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.id, approver, "approve" if approve else "deny", now, reason, plan_hash, channel),
             )
-            rows = cur.query("SELECT * FROM runbook_approval_requests WHERE id = ?", (row.id,))
+        except IntegrityConflict:
+            return VoteOutcome("duplicate", row, [])
+        votes = cur.query(
+            "SELECT * FROM runbook_approval_votes WHERE request_id = ? ORDER BY time", (row.id,)
+        )
+        approvals = {v["approver"] for v in votes if v["vote"] == "approve"}
+        status = (
+            "denied" if not approve else ("approved" if len(approvals) >= row.request.min_approvals else None)
+        )
+        if status is None:
+            return VoteOutcome("counted", row, votes)
+        who = approver if status == "denied" else ", ".join(sorted(approvals))
+        cur.execute(
+            "UPDATE runbook_approval_requests SET status = ?, decided_at = ?, decided_by = ?, reason = ?,"
+            " channel = ? WHERE id = ? AND status = ?",
+            (status, now, who, reason, channel, row.id, PENDING),
+        )
+        rows = cur.query("SELECT * FROM runbook_approval_requests WHERE id = ?", (row.id,))
         return VoteOutcome("decided", _row(rows[0]), votes)
 
     def close(
@@ -279,13 +299,23 @@ class ApprovalStore:
         by: str = "runbook",
         channel: str = "runbook",
         from_status: str = PENDING,
+        cur: Cursor | None = None,
     ) -> RequestRow | None:
-        """Compare-and-set a request out of ``from_status`` (expiry, supersede); None if it had moved."""
-        n = self.db.execute(
+        """Compare-and-set a request out of ``from_status`` (expiry, supersede); None if it had moved.
+        With ``cur``, inside the caller's transaction (as :meth:`vote`)."""
+        if cur is None:
+            with self.db.transaction() as own:
+                return self.close(
+                    request_id, status, reason, by=by, channel=channel, from_status=from_status, cur=own
+                )
+        n = cur.execute(
             "UPDATE runbook_approval_requests SET status = ?, decided_at = COALESCE(decided_at, ?),"
             " decided_by = COALESCE(decided_by, ?), reason = COALESCE(reason, ?),"
             " channel = COALESCE(channel, ?)"
             " WHERE id = ? AND status = ?",
             (status, ts(), by, reason, channel, int(request_id), from_status),
         )
-        return self.get(request_id) if n else None
+        if not n:
+            return None
+        rows = cur.query("SELECT * FROM runbook_approval_requests WHERE id = ?", (int(request_id),))
+        return _row(rows[0])

@@ -124,6 +124,10 @@ class Recorder:
         for event in write.events:
             self._publish(event)
 
+    #: the same for an approval decision and its event (:mod:`runbook.approvals.service`): the
+    #: waiting run must never see a decision whose event is not committed with it
+    decision_write = step_write
+
     def _publish(self, event: Event) -> None:
         for sink in self.sinks:
             try:
