@@ -200,12 +200,17 @@ def _pack(lead: str, pieces: list[str]) -> list[str]:
     return texts
 
 
-def what_sections(req: GateRequest) -> list[str]:
-    """The action's own description (what it will do, with counts and targets), never clipped."""
+def what_sections(req: GateRequest, *, first_only: bool = False) -> list[str]:
+    """The action's own description (what it will do, with counts and targets), never clipped.
+
+    ``first_only``: just the first section, cut from the description's head - for a call too long
+    to show, where cutting all of a 300 KB description redacted and escaped the rest of its one
+    line again for every piece (seconds, twice per request: the message and its update)."""
     what = "*What it does:* "
+    text = req.description or "(no description)"
+    pieces = chunks(text[: 4 * MAX_TEXT] if first_only else text, _e, MAX_TEXT - len(what))
     return [
-        (what if i == 0 else "") + _e(chunk)
-        for i, chunk in enumerate(chunks(req.description or "(no description)", _e, MAX_TEXT - len(what)))
+        (what if i == 0 else "") + _e(chunk) for i, chunk in enumerate(pieces[:1] if first_only else pieces)
     ]
 
 
@@ -235,7 +240,7 @@ def too_long_sections(req: GateRequest) -> list[str]:
     """For a call too long for one message: what it does and its shape, and where to read it whole."""
     size = len(_json(req.params)) + len(req.description)
     items, _ = compact_items(req.params)
-    what = what_sections(req)[:1]
+    what = what_sections(req, first_only=True)
     shape = _pack(f"*Will run* {_c(req.action)} with (summarised):", items)[:2]
     notice = (
         f"*The call is too long to show here in full* ({size:,} characters)."
