@@ -244,19 +244,7 @@ class ApprovalStore:
         the waiting run above all - ever sees a decision whose record is not there yet."""
         if cur is None:
             with self.db.transaction() as own:
-                return self._vote(own, request_id, approver, approve, reason, channel, plan_hash)
-        return self._vote(cur, request_id, approver, approve, reason, channel, plan_hash)
-
-    def _vote(
-        self,
-        cur: Cursor,
-        request_id: int,
-        approver: str,
-        approve: bool,
-        reason: str | None,
-        channel: str,
-        plan_hash: str,
-    ) -> VoteOutcome:
+                return self.vote(request_id, approver, approve, reason, channel, plan_hash, cur=own)
         now = ts()
         reason = redact(reason) if reason else None
         lock = " FOR UPDATE" if self.db.is_postgres else ""
