@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.server
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pika
 import pytest
 
@@ -120,3 +123,80 @@ def test_prefetch_burst_is_indistinguishable_not_a_retry_storm(queues, registry,
         consumer.join(5)
     assert sample["indistinguishable"] and sample["suspects"] == [], sample
     assert 1 < len(sample["candidates"]) <= 10
+
+
+class EmptyGetProxy:
+    """The management API on loopback, except that every ``POST .../get`` answers ``[]``: the
+    answer a loaded broker gave in CI for a queue with ready messages, six times over 6 s."""
+
+    def __init__(self, upstream: str = "http://127.0.0.1:15672") -> None:
+        self.gets = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST" and self.path.endswith("/get"):
+                    proxy.gets += 1
+                    status, headers, content = 200, {"Content-Type": "application/json"}, b"[]"
+                else:
+                    keep = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "content-type")
+                    }
+                    got = httpx.request(
+                        self.command, upstream + self.path, headers=keep, content=body, timeout=10
+                    )
+                    status, headers, content = (
+                        got.status_code,
+                        {"Content-Type": "application/json"},
+                        got.content,
+                    )
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://guest:guest@127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_head_the_management_get_will_not_show_is_read_through_a_consumer(
+    queues, registry, settings
+) -> None:
+    """When the management API keeps answering an empty get while the exact count says messages
+    wait, the sample reads the head through a consumer of its own: the poison is still named (it
+    was not, in CI: verdict slow processing), and every message is back in its place."""
+    q, _ = queues
+    conn = pika.BlockingConnection(pika.URLParameters(URL))
+    ch = conn.channel()
+    deaths = [{"count": 5, "reason": "rejected", "queue": q, "exchange": "", "routing-keys": [q]}]
+    props = pika.BasicProperties(
+        message_id="poison-1", headers={"x-death": deaths}, timestamp=int(time.time())
+    )
+    ch.basic_publish("", q, b"x", props)
+    proxy = EmptyGetProxy()
+    try:
+        blind = dataclasses.replace(settings, rabbitmq_management_url=proxy.url)
+        sample = call(registry, blind, "queue.sample", {"system": "rabbitmq", "queue": q, "count": 80})
+    finally:
+        proxy.close()
+    assert proxy.gets == 4  # the first get and three more, all empty
+    assert sample["suspects"] == ["poison-1"], sample
+    assert len(sample["messages"]) == 61
+    got = [ch.basic_get(q, auto_ack=True)[1].message_id for _ in range(61)]
+    assert got == [f"m-{i}" for i in range(60)] + ["poison-1"]  # all back, in their order
+    conn.close()
