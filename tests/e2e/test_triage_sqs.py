@@ -138,7 +138,10 @@ def test_sqs_slow_processing_healthy_consumer(e2e_env: Settings, sqs_env: SQSBen
     completions are a lower bound (``actions/sqs/system.py``) - both read as slow processing."""
     b = sqs_env
     params = make_queues(b)
-    ids = b.send(params["queue"], 120)
+    # 400 at ~4 msg/s: still a backlog after 100 s. With 120, one CI run's snapshot step took 65 s
+    # (an SQS call stalled on the shared moto server) and the queue was empty before the triage
+    # looked, so it rightly said "no backlog".
+    ids = b.send(params["queue"], 400)
     consumer = PacedConsumer(b, params["queue"], 0.25)
     consumer.start()
     try:

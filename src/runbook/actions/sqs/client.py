@@ -49,9 +49,11 @@ class SQSClient:
         register([s for s in (settings.aws_secret_access_key, settings.aws_session_token) if s])
         self.endpoint = settings.aws_endpoint_url or "AWS"
         self.region = settings.aws_region or "us-east-1"
+        # The longest call runbook makes is a 1 s long poll: a read that has not answered in 10 s
+        # has stalled, and a triage step should fail over (or fail, naming SQS) rather than wait.
         config = botocore.config.Config(
             connect_timeout=5,
-            read_timeout=25,
+            read_timeout=10,
             retries={"max_attempts": 2, "mode": "standard"},
         )
         credentials: dict[str, Any] = {}
